@@ -1,0 +1,1 @@
+"""Analysis of probe results: loading, rate estimates, verdicts, reports."""

@@ -1,0 +1,85 @@
+"""Map Python exceptions to OONI df-007 failure strings.
+
+Researchers compare our failures with OONI's, so a network fault is named the
+way OONI names it; anything unknown keeps its text behind `unknown_failure`.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+GENERIC_TIMEOUT = "generic_timeout_error"
+CONNECTION_RESET = "connection_reset"
+CONNECTION_REFUSED = "connection_refused"
+EOF_ERROR = "eof_error"
+HOST_UNREACHABLE = "host_unreachable"
+NETWORK_UNREACHABLE = "network_unreachable"
+SSL_INVALID_HOSTNAME = "ssl_invalid_hostname"
+SSL_UNKNOWN_AUTHORITY = "ssl_unknown_authority"
+SSL_INVALID_CERTIFICATE = "ssl_invalid_certificate"
+SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
+DNS_NXDOMAIN = "dns_nxdomain_error"
+DNS_NO_ANSWER = "dns_no_answer"
+DNS_REFUSED = "dns_refused_error"
+DNS_SERVER_FAILURE = "dns_server_failure"
+BAD_RESPONSE = "http_invalid_response"
+
+_ERRNO = {
+    errno.ECONNRESET: CONNECTION_RESET,
+    errno.ECONNREFUSED: CONNECTION_REFUSED,
+    errno.ETIMEDOUT: GENERIC_TIMEOUT,
+    errno.EHOSTUNREACH: HOST_UNREACHABLE,
+    errno.ENETUNREACH: NETWORK_UNREACHABLE,
+    errno.EPIPE: CONNECTION_RESET,
+    errno.ECONNABORTED: CONNECTION_RESET,
+}
+
+
+def classify(exc: BaseException) -> str:
+    """Return the df-007 string for a network exception (never raises)."""
+    # httpx/httpcore wrap the OS error; unwrap to the root cause first.
+    seen = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        found = _classify_one(cause)
+        if found:
+            return found
+        cause = cause.__cause__ or cause.__context__
+    return f"unknown_failure: {type(exc).__name__}: {exc}"[:200]
+
+
+def _classify_one(exc: BaseException) -> str | None:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", None)
+        if code == 62 or "hostname mismatch" in str(exc).lower():
+            return SSL_INVALID_HOSTNAME
+        if code in (18, 19, 20, 21, 2):
+            return SSL_UNKNOWN_AUTHORITY
+        return SSL_INVALID_CERTIFICATE
+    if isinstance(exc, ssl.SSLEOFError):
+        return EOF_ERROR
+    if isinstance(exc, ssl.SSLError):
+        text = str(exc).lower()
+        if "reset" in text:
+            return CONNECTION_RESET
+        return SSL_FAILED_HANDSHAKE
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return GENERIC_TIMEOUT
+    if isinstance(exc, ConnectionResetError):
+        return CONNECTION_RESET
+    if isinstance(exc, ConnectionRefusedError):
+        return CONNECTION_REFUSED
+    if isinstance(exc, OSError) and exc.errno in _ERRNO:
+        return _ERRNO[exc.errno]
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return GENERIC_TIMEOUT
+    if name in ("RemoteProtocolError", "LocalProtocolError", "ProtocolError", "DecodingError"):
+        text = str(exc).lower()
+        if "without sending" in text or "peer closed" in text:
+            return EOF_ERROR
+        return BAD_RESPONSE
+    return None
