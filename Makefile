@@ -1,0 +1,34 @@
+# Set-up and everyday tasks. `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROBE_ARGS ?=
+
+.PHONY: install run test lint bench demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: install  ## measure the shipped targets once; prints the result folder
+	$(BIN)/probe run $(PROBE_ARGS)
+
+test: install  ## the whole suite (lab tests need root; they skip with a reason otherwise)
+	$(BIN)/pytest -q -ra
+
+lint: install
+	$(BIN)/ruff check probe analysis tests bench
+
+bench: install  ## performance figures quoted in the README
+	$(BIN)/python bench/run_all.py
+
+demo: install  ## bring the lab up, run the probe under a few scenarios, keep the results
+	$(BIN)/python bench/../probe/lab/demo.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,64 @@
+"""What a person at a terminal sees during and after a run (nothing with --quiet)."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class TerminalProgress:
+    """A rich progress bar on stderr, fed by the runner's observer events."""
+
+    def __init__(self) -> None:
+        self.console = Console(file=sys.stderr)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=self.console, transient=True,
+        )
+        self.task = None
+
+    def __call__(self, event: str, payload: object) -> None:
+        if event == "start":
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=payload)
+        elif event == "measuring" and self.task is not None:
+            self.progress.update(self.task, description=f"measuring {payload.name}")
+        elif event == "measured" and self.task is not None:
+            self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def outcome(measurement: dict) -> tuple[str, float | None, int]:
+    """(outcome, goodput kbps over all downloads, bytes) of one measurement."""
+    keys = measurement.get("test_keys") or {}
+    transfers = [t for t in keys.get("transfers") or [] if t.get("direction") == "down"]
+    total = sum(t.get("bytes") or 0 for t in transfers)
+    seconds = sum(t.get("duration_s") or 0 for t in transfers)
+    goodput = round(total * 8 / 1000 / seconds, 1) if seconds > 0 and total else None
+    return keys.get("failure") or "ok", goodput, total
+
+
+def summary_table(measurements: list[dict]) -> Table:
+    """One row per target: outcome of each repetition and median goodput."""
+    table = Table(title="What was measured (goodput = payload kbit/s, median over repetitions)")
+    for col in ("target", "family", "kind", "outcome", "goodput kbps", "bytes"):
+        table.add_column(col, justify="right" if col in ("goodput kbps", "bytes") else "left")
+    by_target: dict[str, list[dict]] = {}
+    for m in measurements:
+        by_target.setdefault(m["target"]["name"], []).append(m)
+    for name, ms in by_target.items():
+        results = [outcome(m) for m in ms]
+        outcomes = sorted({r[0] for r in results})
+        rates = sorted(r[1] for r in results if r[1] is not None)
+        median = rates[len(rates) // 2] if rates else None
+        table.add_row(
+            name, ms[0]["target"]["family"], ms[0]["target"]["kind"], ", ".join(outcomes),
+            f"{median:,.0f}" if median is not None else "-",
+            f"{sum(r[2] for r in results):,}",
+        )
+    return table
