@@ -54,7 +54,8 @@ def classify(exc: BaseException) -> str:
 def _classify_one(exc: BaseException) -> str | None:
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = getattr(exc, "verify_code", None)
-        if code == 62 or "hostname mismatch" in str(exc).lower():
+        text = str(exc).lower()
+        if code in (62, 64) or "hostname mismatch" in text or "ip address mismatch" in text:
             return SSL_INVALID_HOSTNAME
         if code in (18, 19, 20, 21, 2):
             return SSL_UNKNOWN_AUTHORITY

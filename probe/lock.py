@@ -1,0 +1,65 @@
+"""One probe run at a time per user: two runs would disturb each other's measurements."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+EXIT_LOCKED = 3
+
+
+class LockedError(Exception):
+    """Another run holds the lock."""
+
+
+def default_path() -> Path:
+    """`$PROBE_LOCK_FILE`, else a per-user file in the runtime dir (or /tmp)."""
+    if os.environ.get("PROBE_LOCK_FILE"):
+        return Path(os.environ["PROBE_LOCK_FILE"])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path("/tmp")
+    return base / f"throttle-probe-{os.getuid()}.lock"
+
+
+class RunLock:
+    """An exclusive flock; the kernel releases it when the process dies, so no stale locks."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path or default_path())
+        self._fd: int | None = None
+
+    def acquire(self, wait: bool = False, timeout: float | None = None) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait or (deadline is not None and time.monotonic() > deadline):
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise LockedError(
+                        f"another probe run is in progress (pid {holder or '?'}, lock "
+                        f"{self.path}); use --wait to wait for it"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
