@@ -1,0 +1,200 @@
+"""`probe analyze`: turn result folders and public datasets into verdicts and reports.
+
+Only the `dataset` sub-command lives here so far; the group is wired into `probe`
+by probe/cli.py (lazily, so pandas and matplotlib load only when analysing).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from analysis.datasets import DatasetError
+
+EXIT_BAD_INPUT = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def analyze() -> None:
+    """Analyse probe results and public datasets."""
+
+
+@analyze.command("dataset")
+@click.argument("name", metavar="NAME")
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="What to print on standard output.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write an HTML report here, with a Markdown twin (.md) and PNGs beside it.",
+)
+@click.option(
+    "--rule",
+    type=click.Choice(["page", "ours"]),
+    default="page",
+    show_default=True,
+    help="Rule behind the top-level overall/changes/per_as/per_day figures.",
+)
+@click.option(
+    "--min-as-measurements",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="ASes with at least this many rows get change-points.",
+)
+def dataset(
+    name: str, directory: Path, fmt: str, output: Path | None, rule: str, min_as_measurements: int
+) -> None:
+    """Summarise public dataset NAME stored in folder DIR.
+
+    NAME is one of: russia-twitter-throttle. Prints overall, per-AS and per-day
+    throttled shares by the dataset's own rule and by ours, and change-points
+    (when throttling started or stopped) for each large AS.
+    """
+    from analysis.datasets import get
+
+    try:
+        module = get(name)
+        if output is not None:
+            _check_output(output)
+        df = module.load(directory)
+    except DatasetError as exc:
+        _bad_input(str(exc))
+    summary = module.summarize(df, primary=rule, min_as_measurements=min_as_measurements)
+    if output is not None:
+        from analysis.report_dataset import write_report
+
+        try:
+            written = write_report(summary, output)
+        except OSError as exc:
+            _bad_input(f"{output}: cannot write the report ({exc.strerror or exc})")
+        click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False))
+    else:
+        _print_table(summary)
+
+
+def _bad_input(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _check_output(output: Path) -> None:
+    """Fail before any work if the report could not be written where asked."""
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise DatasetError(f"{output}: the report name must end in .html (a .md twin goes beside)")
+    if not output.parent.resolve().is_dir():
+        raise DatasetError(f"{output}: folder {output.parent} does not exist")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _kbps(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}"
+
+
+def _print_table(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=120)
+    data = summary["data"]
+    console.print(
+        f"[bold]{summary['dataset']}[/bold]: {data['rows']} rows, "
+        f"{data['rows_russia']} from Russian ASes, {data['first_day']} .. "
+        f"{data['last_day']} ({data['files']} daily files)"
+    )
+    overall = Table(title="Russian ASes: throttled share by rule")
+    for col in ("rule", "group", "measurements", "decided", "throttled", "share", "median kbps"):
+        overall.add_column(col, justify="left" if col in ("rule", "group") else "right")
+    for rule, r in summary["rules"].items():
+        rows = [("all", r["overall"])] + list(r["by_access"].items())
+        rows.append(("outside Russia", summary["outside_russia"][rule]))
+        for group, s in rows:
+            overall.add_row(
+                rule,
+                group,
+                str(s["measurements"]),
+                str(s["decided"]),
+                str(s["throttled"]),
+                _pct(s["throttled_share"]),
+                _kbps(s["median_throttled_kbps"]),
+            )
+    console.print(overall)
+    for rule in summary["rules"]:
+        console.print(f"  {rule}: {summary['rules'][rule]['description']}")
+    changes = Table(
+        title=f"Change-points, rule '{summary['primary_rule']}' "
+        "(daily share of visitors; shares below are of visits)"
+    )
+    for col in (
+        "ASN",
+        "organisation",
+        "access",
+        "first day",
+        "before",
+        "after",
+        "n before",
+        "n after",
+    ):
+        changes.add_column(col)
+    for c in summary["changes"]:
+        changes.add_row(
+            str(c["asn"]),
+            c["as_organization"],
+            c["access"],
+            c["date"],
+            _pct(c["before_share"]),
+            _pct(c["after_share"]),
+            str(c["before_n"]),
+            str(c["after_n"]),
+        )
+    for access, g in summary["rules"][summary["primary_rule"]]["groups"].items():
+        for c in g["changes"]:
+            changes.add_row(
+                "all",
+                f"all {access} ASes",
+                access,
+                c["date"],
+                _pct(c["before_share"]),
+                _pct(c["after_share"]),
+                str(c["before_n"]),
+                str(c["after_n"]),
+            )
+    console.print(changes if changes.row_count else "No change-points found.")
+    lift = summary["rules"][summary["primary_rule"]]["groups"]["landline"]["lift_check"]
+    console.print(
+        f"Landline lift (17 May 2021 13:40 UTC): share {_pct(lift['before']['share'])} in the "
+        f"14 days before -> {_pct(lift['after']['share'])} after "
+        f"(n={lift['before']['decided']} / {lift['after']['decided']}); change-point on "
+        f"{lift['changepoint_date'] or 'no date'} for all landline ASes together."
+    )
+    top = Table(title=f"Largest Russian ASes, rule '{summary['primary_rule']}'")
+    for col in ("ASN", "organisation", "access", "measurements", "share", "median kbps"):
+        top.add_column(col)
+    for r in summary["per_as"][:15]:
+        top.add_row(
+            str(r["asn"]),
+            r["as_organization"],
+            r["access"],
+            str(r["measurements"]),
+            _pct(r["throttled_share"]),
+            _kbps(r["median_throttled_kbps"]),
+        )
+    console.print(top)
+    console.print(f"[dim]Attribution: {summary['attribution']['text']}[/dim]", soft_wrap=True)
