@@ -1,7 +1,8 @@
 """`probe analyze`: turn result folders and public datasets into verdicts and reports.
 
-Only the `dataset` sub-command lives here so far; the group is wired into `probe`
-by probe/cli.py (lazily, so pandas and matplotlib load only when analysing).
+`dataset` lives here; `verdicts`, `report` and `aggregate` in analysis/commands.py.
+The group is wired into `probe` by probe/cli.py (lazily, so pandas and
+matplotlib load only when analysing).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from analysis.commands import aggregate, report, verdicts
 from analysis.datasets import DatasetError
 
 EXIT_BAD_INPUT = 2
@@ -21,6 +23,11 @@ EXIT_BAD_INPUT = 2
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def analyze() -> None:
     """Analyse probe results and public datasets."""
+
+
+analyze.add_command(verdicts)
+analyze.add_command(report)
+analyze.add_command(aggregate)
 
 
 @analyze.command("dataset")

@@ -1,0 +1,105 @@
+"""Click commands `verdicts`, `report` and `aggregate` (added to the `probe analyze` group)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+EXIT_BAD_INPUT = 2
+_FOLDERS = click.argument("folders", nargs=-1, required=True,
+                          type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def _load(folders: tuple[Path, ...]):  # -> Results; import kept lazy for start-up time
+    from .load import load
+
+    try:
+        results = load(folders)
+    except FileNotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    if not results.folders:
+        click.echo("error: no run folders found (a run folder holds run.json)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    return results
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts: NaN becomes null."""
+    out = []
+    for row in df.to_dict("records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for k, v in row.items()})
+    return out
+
+
+def _emit(df: pd.DataFrame, fmt: str, table_columns: list[str]) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(_records(df), indent=2, default=str))
+    elif fmt == "csv":
+        flat = df.copy()
+        for col in flat.columns:
+            if flat[col].map(lambda v: isinstance(v, list)).any():
+                flat[col] = flat[col].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+        click.echo(flat.to_csv(index=False), nl=False)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_lines=False)
+        for col in table_columns:
+            table.add_column(col)
+        for row in _records(df[table_columns]):
+            table.add_row(*("" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+                            for v in row.values()))
+        Console(width=200).print(table)
+
+
+@click.command()
+@_FOLDERS
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="table for people, csv or json for programs.")
+def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
+    """One verdict per target and run: ok, throttled, blocked, dns-tampered, tls-tampered or
+    inconclusive, with the rates, their ratio, a bootstrap p-value and a one-line explanation.
+
+    FOLDERS are run folders or folders holding run folders.
+    """
+    from .verdicts import verdicts as compute
+
+    rows = compute(_load(folders))
+    _emit(rows, fmt, ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
+                      "control_rate_kbps", "ratio", "p_value", "explanation"])
+
+
+@click.command()
+@_FOLDERS
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="HTML file to write; a Markdown twin (same name, .md) and its PNGs go beside.")
+def report(folders: tuple[Path, ...], out: Path) -> None:
+    """A self-contained HTML report (and a Markdown twin): verdicts, throughput over time,
+    CDFs and timelines across runs, each plot explained in a sentence."""
+    from .report import write_report
+
+    paths = write_report(_load(folders), out)
+    for p in paths:
+        click.echo(str(p))
+
+
+@click.command()
+@_FOLDERS
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def aggregate(folders: tuple[Path, ...], fmt: str) -> None:
+    """Per network (ASN, else run label) and day: runs, share throttled, median throttled rate."""
+    from .aggregate import COLUMNS
+    from .aggregate import aggregate as compute
+    from .verdicts import verdicts as verdict_rows
+
+    results = _load(folders)
+    _emit(compute(verdict_rows(results), results), fmt, COLUMNS)

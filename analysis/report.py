@@ -1,0 +1,243 @@
+"""`probe analyze report`: a self-contained HTML page and its Markdown twin.
+
+Written for a reader who never saw the tool: every section says in one
+sentence what it shows and how to read it. The HTML embeds its figures as
+base64 PNGs (one file to mail or archive); the Markdown links PNGs written
+beside it. Every file is written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from probe.results.atomic import write_text  # noqa: E402
+
+from .load import Results  # noqa: E402
+from .rates import as_arrays  # noqa: E402
+from .verdicts import transfer_table, verdicts  # noqa: E402
+
+BIN_S = 0.5  # plot bins; a transfer shorter than 8 bins gets 8 finer ones
+MAX_SERIES = 12  # transfers per family in the throughput-over-time plot
+COLORS = {"twitter": "#d62728", "control": "#1f77b4"}
+VERDICT_COLUMNS = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
+                   "control_rate_kbps", "ratio", "p_value", "explanation"]
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _color(family: object) -> str:
+    return COLORS.get(str(family), "#7f7f7f")
+
+
+def throughput_figure(r: Results, table: pd.DataFrame, rows: pd.DataFrame) -> Figure | None:
+    """Rate over time of Twitter and control transfers in the run with the most throttling."""
+    main = table[(table["experiment"] == "target") & table["rate_kbps"].notna()]
+    if not len(main):
+        return None
+    counts = rows[rows["verdict"] == "throttled"].groupby("run_id").size()
+    run_id = counts.idxmax() if len(counts) else main["run_id"].iloc[0]
+    main = main[main["run_id"] == run_id]
+    samples = r.samples[r.samples["run_id"] == run_id]
+    by_id = {k: g for k, g in samples.groupby("transfer_id")}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for family, g in main.groupby("family"):
+        for i, t in enumerate(g.itertuples()):
+            if i >= MAX_SERIES or t.transfer_id not in by_id:
+                continue
+            ts, b = as_arrays(by_id[t.transfer_id][["t_ms", "bytes"]].to_numpy(float))
+            width = BIN_S if ts[-1] >= 8 * BIN_S else max(ts[-1] / 8, 0.005)
+            edges = np.arange(0, ts[-1] + 1e-9, width)
+            if len(edges) < 2:
+                continue
+            kbps = np.diff(np.interp(edges, ts, b)) * 8 / 1000 / width
+            ax.step(edges[1:], np.maximum(kbps, 1), where="pre", color=_color(family),
+                    alpha=0.6, lw=1, label=str(family) if i == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the request")
+    ax.set_ylabel("throughput (kbit/s)")
+    ax.axhspan(130, 150, color="#ff9896", alpha=0.3, label="130-150 kbit/s (2021 throttle)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(f"Throughput over time, run {run_id}")
+    return Figure("throughput", "Throughput over time: Twitter vs control",
+                  "Each line is one transfer's throughput in half-second steps (finer for "
+                  "short transfers; log scale): "
+                  "throttled Twitter transfers sit flat near a fixed low rate (a saw-tooth if "
+                  "policed) while controls on the same network run much faster.", _png(fig))
+
+
+def cdf_figure(table: pd.DataFrame) -> Figure | None:
+    """Distribution of steady-state rates per family, all runs."""
+    main = table[(table["experiment"] == "target") & table["rate_kbps"].notna()]
+    if not len(main):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for family, g in main.groupby("family"):
+        x = np.sort(g["rate_kbps"].clip(lower=1).to_numpy(float))
+        ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", color=_color(family),
+                label=f"{family} ({len(x)} transfers)")
+    ax.set_xscale("log")
+    ax.set_xlabel("steady-state rate (kbit/s, log scale)")
+    ax.set_ylabel("share of transfers at or below")
+    ax.axvspan(130, 150, color="#ff9896", alpha=0.3, label="130-150 kbit/s")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("CDF of transfer rates")
+    return Figure("cdf", "Distribution of rates (CDF)",
+                  "For each family, the share of transfers (y) whose steady-state rate is at "
+                  "or below x: when Twitter is throttled its curve rises steeply at a low rate "
+                  "far to the left of the controls' curve.", _png(fig))
+
+
+def timeline_figure(table: pd.DataFrame, rows: pd.DataFrame) -> Figure | None:
+    """Median rate per run and family over time, throttled runs marked."""
+    main = table[(table["experiment"] == "target") & table["rate_kbps"].notna()].copy()
+    if not len(main):
+        return None
+    main["start"] = pd.to_datetime(main["measurement_start_time"], utc=True)
+    per_run = main.groupby(["run_id", "family"]).agg(start=("start", "min"),
+                                                     rate=("rate_kbps", "median")).reset_index()
+    throttled = set(rows.loc[rows["verdict"] == "throttled", "run_id"])
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for family, g in per_run.groupby("family"):
+        g = g.sort_values("start")
+        ax.plot(g["start"], g["rate"], "o-", color=_color(family), ms=4, lw=1, label=family)
+        hit = g[g["run_id"].isin(throttled)]
+        if family == "twitter" and len(hit):
+            ax.plot(hit["start"], hit["rate"], "x", color="black", ms=8,
+                    label="run with a throttled verdict")
+    ax.set_yscale("log")
+    ax.set_ylabel("median rate (kbit/s)")
+    ax.set_title("Rates across runs")
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    return Figure("timeline", "Timeline across runs",
+                  "Each point is one run's median steady-state rate for a family, by the time "
+                  "the run started: a throttle appears as the Twitter line dropping far below "
+                  "the control line from the day it begins.", _png(fig))
+
+
+def _summary(r: Results, rows: pd.DataFrame) -> str:
+    runs = r.runs
+    counts = rows["verdict"].value_counts().to_dict() if len(rows) else {}
+    span = ""
+    if len(runs) and runs["start"].notna().any():
+        span = (f" from {runs['start'].min():%Y-%m-%d %H:%M} to "
+                f"{runs['start'].max():%Y-%m-%d %H:%M} UTC")
+    verdict_words = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "none"
+    return (f"{len(runs)} run(s){span}; {len(rows)} verdict(s): {verdict_words}.")
+
+
+INTRO = ("This report compares how fast Twitter objects downloaded with how fast comparable "
+         "control objects on unrelated servers downloaded, measured interleaved on the same "
+         "network. A target is 'throttled' only when it is much slower than its controls "
+         "(ratio at most 0.5, with a 95 % bootstrap interval below 0.7 and p <= 0.01), the "
+         "controls themselves are fast and steady, and the target's rate is flat like a "
+         "fixed limit rather than wandering like congestion. A slow network is never called "
+         "throttling: it yields 'inconclusive'.")
+VERDICT_HELP = ("One row per target and run. rate and control rate are median steady-state "
+                "rates in kbit/s (past TCP slow start); ratio is their quotient; p is the "
+                "bootstrap chance that the target is not slower at all; trigger says what "
+                "sets off the throttle when the run carried the differential experiments "
+                "(sni: the TLS server name; ip: the destination).")
+
+
+def _cell(v: object) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 10 else f"{v:.0f}"
+    return str(v)
+
+
+def _html(summary: str, rows: pd.DataFrame, figures: list[Figure]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in VERDICT_COLUMNS)
+    body = "".join(
+        f'<tr class="{html.escape(str(row["verdict"]))}">'
+        + "".join(f"<td>{html.escape(_cell(row[c]))}</td>" for c in VERDICT_COLUMNS) + "</tr>"
+        for _, row in rows.iterrows())
+    figs = "".join(
+        f"<h2>{html.escape(f.title)}</h2><p>{html.escape(f.caption)}</p>"
+        f'<img alt="{html.escape(f.title)}" src="data:image/png;base64,'
+        f'{base64.b64encode(f.png).decode()}">' for f in figures)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Throttling report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
+tr.throttled{{background:#fdd}}tr.ok{{background:#efe}}tr.inconclusive{{background:#ffd}}
+img{{max-width:100%}}</style></head><body>
+<h1>Throttling report</h1><p>{html.escape(INTRO)}</p><p>{html.escape(summary)}</p>
+<h2>Verdicts</h2><p>{html.escape(VERDICT_HELP)}</p>
+<table><tr>{head}</tr>{body}</table>{figs}
+</body></html>
+"""
+
+
+def _markdown(summary: str, rows: pd.DataFrame, figures: list[Figure], stem: str) -> str:
+    lines = ["# Throttling report", "", INTRO, "", summary, "", "## Verdicts", "", VERDICT_HELP,
+             "", "| " + " | ".join(VERDICT_COLUMNS) + " |",
+             "| " + " | ".join("---" for _ in VERDICT_COLUMNS) + " |"]
+    for _, row in rows.iterrows():
+        lines.append("| " + " | ".join(_cell(row[c]).replace("|", "\\|")
+                                       for c in VERDICT_COLUMNS) + " |")
+    for f in figures:
+        lines += ["", f"## {f.title}", "", f.caption, "", f"![{f.title}]({stem}-{f.name}.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(r: Results, out: Path) -> list[Path]:
+    """Write OUT (HTML), OUT with .md and the PNGs beside it; returns the paths written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = verdicts(r)
+    table = transfer_table(r)
+    figures = [f for f in (throughput_figure(r, table, rows) if len(table) else None,
+                           cdf_figure(table) if len(table) else None,
+                           timeline_figure(table, rows) if len(table) else None) if f]
+    summary = _summary(r, rows)
+    written = []
+    for f in figures:
+        path = out.with_name(f"{out.stem}-{f.name}.png")
+        _write_bytes(path, f.png)
+        written.append(path)
+    md = out.with_suffix(".md")
+    write_text(md, _markdown(summary, rows, figures, out.stem))
+    write_text(out, _html(summary, rows, figures))
+    return [out, md, *written]

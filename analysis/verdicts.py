@@ -1,0 +1,476 @@
+"""Verdicts per target and run: ok, throttled, blocked, dns-tampered, tls-tampered, inconclusive.
+
+A target is never judged alone: it is compared with controls measured in the
+same run, interleaved with it (its `pair`, else controls of the same kind,
+else all controls). Decision rules, in order (thresholds below):
+
+1. Failures. Each measurement is classified by the first step that failed:
+   DNS (bogon answers, or no address) -> dns-tampered; TCP connect, a TLS
+   handshake reset or timeout, or an HTTP transfer that moved nothing ->
+   blocked; a certificate the probe does not trust -> tls-tampered. The
+   verdict needs the failure in at least half of the target's repetitions
+   AND at least half of its controls' repetitions succeeding; if the
+   controls fail too the network is down: inconclusive.
+2. Rates. Each measurement's rate is the steady-state rate (past slow start)
+   of its largest transfer. ratio = median target rate / median control rate,
+   with a 95 % interval and a p-value from a two-level bootstrap: repetitions
+   are resampled, and inside each transfer the 250 ms throughput bins are
+   resampled in 1 s blocks (moving-block bootstrap), which keeps the
+   autocorrelation of a TCP flow that a plain test would ignore.
+   - ratio >= OK_RATIO: ok (whatever the controls did).
+   - controls slower than CONTROL_MIN_KBPS, or noisy (coefficient of
+     variation across repetitions above CONTROL_MAX_CV): inconclusive - a
+     slow or unstable network cannot show throttling.
+   - ratio <= THROTTLED_RATIO, interval upper end < CI_HIGH_MAX, p <= ALPHA,
+     and the target's rate not wandering (most of its transfers pass the
+     plateau test): throttled. A 3x slowdown (ratio 0.33) clears all three
+     comfortably; congestion hitting one side by chance rarely does.
+   - otherwise: inconclusive, with the reason.
+3. Trigger of a throttled target, from the run's differential experiments:
+   `sni` (same server, Twitter names vs a neutral name and no SNI): Twitter
+   names slow and the others fast -> sni; Twitter names as fast as the
+   others -> ip (the name alone does not slow a flow, so the destination
+   does); `split` (Twitter SNI, split ClientHello) fast while the target is
+   slow -> sni (the device reads the ClientHello). Otherwise unknown.
+   Differential measurements get rows of their own, compared with the
+   neutral-name measurements of the same run and direction: so an ISP that
+   slows every upload gives slow "controls" and never a throttled upload.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .load import Results, load
+from .rates import as_arrays, estimate, steady_window
+from .signature import signature
+
+VERDICTS = ("ok", "throttled", "blocked", "dns-tampered", "tls-tampered", "inconclusive")
+OK_RATIO = 0.7
+THROTTLED_RATIO = 0.5
+CI_HIGH_MAX = 0.7
+ALPHA = 0.01
+CONTROL_MIN_KBPS = 400.0
+CONTROL_MAX_CV = 0.6
+MIN_BYTES = 16 * 1024  # a transfer smaller than this says more about RTT than about rate
+BIN_S = 0.25
+BLOCK_BINS = 4
+BOOT = 1000
+CERT_FAILURES = ("ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate")
+TWITTER_NAMES = ("twitter.com", "twimg.com", "t.co", "x.com")
+FIELDS = ["run_id", "target", "host", "family", "kind", "experiment", "direction", "verdict",
+          "trigger", "rate_kbps", "control_rate_kbps", "ratio", "ci_low", "ci_high", "p_value",
+          "signature", "repetitions", "controls", "explanation"]
+
+
+@dataclass
+class Verdict:
+    run_id: str
+    target: str
+    host: str | None
+    family: str | None
+    kind: str | None
+    experiment: str
+    direction: str
+    verdict: str
+    trigger: str | None = None  # sni | ip | unknown, for throttled only
+    rate_kbps: float | None = None  # median steady-state rate of the target
+    control_rate_kbps: float | None = None
+    ratio: float | None = None  # rate / control rate
+    ci_low: float | None = None  # 95 % bootstrap interval of the ratio
+    ci_high: float | None = None
+    p_value: float | None = None  # bootstrap: chance the target is not slower
+    signature: str | None = None  # policing | shaping | congestion | unknown (most transfers)
+    repetitions: int = 0
+    controls: list[str] = field(default_factory=list)
+    explanation: str = ""
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("rate_kbps", "control_rate_kbps"):
+            d[k] = None if d[k] is None else round(d[k], 1)
+        for k in ("ratio", "ci_low", "ci_high"):
+            d[k] = None if d[k] is None else round(d[k], 3)
+        if d["p_value"] is not None:
+            d["p_value"] = float(f"{d['p_value']:.3g}")
+        return d
+
+
+def is_twitter_name(name: str | None) -> bool:
+    """A Twitter SNI (`*.twimg.com`, `twitter.com`, `t.co`, `x.com`): exact or subdomain."""
+    name = (name or "").lower().rstrip(".")
+    return any(name == n or name.endswith("." + n) for n in TWITTER_NAMES)
+
+
+# --- per measurement ---------------------------------------------------------
+
+
+@dataclass
+class _Rep:
+    """One measurement boiled down: its stage, rate, bins and shape."""
+
+    measurement_id: str
+    target: str
+    family: str | None
+    kind: str | None
+    host: str | None
+    sni: str | None
+    experiment: str
+    direction: str
+    stage: str  # ok | dns | tcp | tls-reset | tls-cert | http
+    rate: float | None = None
+    bins: np.ndarray | None = None
+    shape: str | None = None
+    flat: bool | None = None
+
+
+def _stage(m: pd.Series, dns: pd.DataFrame, tcp: pd.DataFrame, tls: pd.DataFrame,
+           usable: bool) -> str:
+    if usable:
+        return "ok"
+    if dns is not None and len(dns) and dns["bogons"].fillna("").ne("").any():
+        return "dns"
+    if tcp is None or not len(tcp):
+        failure = str(m.get("failure") or "")
+        return "dns" if failure.startswith("dns_") or not failure else "tcp"
+    if not tcp["success"].fillna(False).astype(bool).any():
+        return "tcp"
+    if tls is not None and len(tls):
+        failures = tls["failure"].dropna()
+        if failures.isin(CERT_FAILURES).any():
+            return "tls-cert"
+        if len(failures) and not tls["failure"].isna().any():
+            return "tls-reset"
+    return "http"
+
+
+def _sender_tcpinfo(r: Results) -> dict[str, list[dict]]:
+    """TCP_INFO snapshots of uploads only: on a download the probe's kernel sees no losses."""
+    up = set(r.transfers.loc[r.transfers["direction"] == "up", "transfer_id"])
+    if not up:
+        return {}
+    info = r.tcpinfo[r.tcpinfo["transfer_id"].isin(up)]
+    return {k: g.to_dict("records") for k, g in info.groupby("transfer_id", sort=False)}
+
+
+def _reps(r: Results) -> list[_Rep]:
+    tr = r.transfers
+    samples = {k: g[["t_ms", "bytes"]].to_numpy(float)
+               for k, g in r.samples.groupby("transfer_id", sort=False)}
+    tcpinfo = _sender_tcpinfo(r)
+    by_m = {k: g for k, g in tr.groupby("measurement_id", sort=False)}
+    dns = {k: g for k, g in r.dns.groupby("measurement_id", sort=False)}
+    tcp = {k: g for k, g in r.tcp.groupby("measurement_id", sort=False)}
+    tls = {k: g for k, g in r.tls.groupby("measurement_id", sort=False)}
+    ms = r.measurements
+    if not len(ms):  # no JSONL: the measurements the CSVs know of
+        ms = tr.drop_duplicates("measurement_id").assign(pair=None, failure=None)
+    reps = []
+    for _, m in ms.iterrows():
+        mid = m["measurement_id"]
+        trs = by_m.get(mid)
+        main, direction = None, "up" if m.get("experiment") == "upload" else "down"
+        if trs is not None and len(trs):
+            direction = str(trs["direction"].dropna().iloc[0]) if trs["direction"].notna().any() \
+                else direction
+            # A transfer cut by an error still measured a rate until then, if it moved enough.
+            ok = trs[(trs["bytes"] > 0) & (trs["failure"].isna() | (trs["bytes"] >= MIN_BYTES))]
+            if len(ok):
+                main = ok.loc[ok["bytes"].idxmax()]
+        usable = main is not None
+        sni = m.get("sni")
+        if main is not None and not pd.isna(main["sni"]):
+            sni = main["sni"]
+        elif pd.isna(sni) or sni is None:
+            sni = m.get("host")
+        rep = _Rep(mid, m["target"], _s(m.get("family")), _s(m.get("kind")), _s(m.get("host")),
+                   _s(sni), _s(m.get("experiment")) or "target",
+                   _s(main["direction"]) if main is not None else direction,
+                   _stage(m, dns.get(mid), tcp.get(mid), tls.get(mid), usable))
+        if main is not None and main["bytes"] >= MIN_BYTES:
+            s = samples.get(main["transfer_id"])
+            _rate_into(rep, main, s, tcpinfo.get(main["transfer_id"], []))
+        reps.append(rep)
+    return reps
+
+
+def _s(v: object) -> str | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
+
+
+def _rate_into(rep: _Rep, transfer: pd.Series, s: np.ndarray | None, tcp_info: list) -> None:
+    if s is None or len(s) < 2:
+        rep.rate = float(transfer["goodput_kbps"]) if not pd.isna(transfer["goodput_kbps"]) \
+            else None
+        rep.bins = None if rep.rate is None else np.array([rep.rate])
+        return
+    est = estimate(s)
+    rep.rate = est.rate_kbps if est.window_s >= 1.0 else est.goodput_kbps
+    t, b = as_arrays(s)
+    window = steady_window(t, b)
+    bins = np.zeros(0)
+    if window and est.window_s >= 1.0:
+        n = int((window[1] - window[0]) // BIN_S)
+        if n >= 2 * BLOCK_BINS:
+            edges = window[1] - BIN_S * np.arange(n, -1, -1)
+            bins = np.diff(np.interp(edges, t, b)) * 8 / 1000 / BIN_S
+    rep.bins = bins if len(bins) else (None if rep.rate is None else np.array([rep.rate]))
+    sig = signature(s, tcp_info, rep.direction)
+    rep.shape, rep.flat = sig.kind, sig.plateau.flat
+
+
+# --- statistics --------------------------------------------------------------
+
+
+def _boot_means(bins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """BOOT moving-block bootstrap means of one transfer's bins."""
+    n = len(bins)
+    if n < 2 * BLOCK_BINS:
+        return np.full(BOOT, float(np.mean(bins)))
+    k = math.ceil(n / BLOCK_BINS)
+    starts = rng.integers(0, n - BLOCK_BINS + 1, size=(BOOT, k))
+    idx = (starts[:, :, None] + np.arange(BLOCK_BINS)).reshape(BOOT, -1)[:, :n]
+    return bins[idx].mean(axis=1)
+
+
+def _boot_group(reps: list[_Rep], rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap medians of a group: repetitions resampled, bins block-resampled inside."""
+    means = np.stack([_boot_means(r.bins, rng) for r in reps], axis=1)  # (BOOT, reps)
+    if len(reps) > 1:
+        pick = rng.integers(0, len(reps), size=(BOOT, len(reps)))
+        means = np.take_along_axis(means, pick, axis=1)
+    return np.median(means, axis=1)
+
+
+@dataclass
+class _Comparison:
+    rate: float
+    control: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    control_cv: float
+
+
+def _compare(subject: list[_Rep], controls: list[_Rep], seed: int) -> _Comparison:
+    rng = np.random.default_rng(seed)
+    rate = float(np.median([r.rate for r in subject]))
+    control = float(np.median([r.rate for r in controls]))
+    boot = _boot_group(subject, rng) / np.maximum(_boot_group(controls, rng), 1e-9)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    p = (1 + np.count_nonzero(boot >= 1.0)) / (BOOT + 1)
+    c = np.array([r.rate for r in controls])
+    cv = float(np.std(c, ddof=1) / np.mean(c)) if len(c) >= 3 and np.mean(c) > 0 else 0.0
+    return _Comparison(rate, control, rate / control if control > 0 else math.inf,
+                       float(lo), float(hi), float(p), cv)
+
+
+# --- verdicts ----------------------------------------------------------------
+
+_FAIL_VERDICT = {"dns": "dns-tampered", "tcp": "blocked", "tls-reset": "blocked",
+                 "http": "blocked", "tls-cert": "tls-tampered"}
+_FAIL_WORDS = {"dns": "DNS gave no usable address (bogon or none)",
+               "tcp": "TCP connections failed", "tls-reset": "the TLS handshake was cut",
+               "http": "the transfer failed before moving enough data to measure",
+               "tls-cert": "the server presented a certificate the probe does not trust"}
+
+
+def _majority(values: list[str]) -> tuple[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    best = max(counts, key=lambda k: counts[k])
+    return best, counts[best]
+
+
+def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
+    """The verdict of one target's repetitions against its controls (fields but run/target)."""
+    first = subject[0]
+    v = Verdict(run_id="", target=first.target, host=first.host, family=first.family,
+                kind=first.kind, experiment=first.experiment, direction=first.direction,
+                verdict="inconclusive", repetitions=len(subject),
+                controls=sorted({c.target for c in controls}))
+    stages = [r.stage for r in subject]
+    stage, count = _majority(stages)
+    control_ok = [c for c in controls if c.stage == "ok" and c.rate]
+    if stage != "ok" and 2 * count >= len(subject):
+        words = f"{_FAIL_WORDS[stage]} in {count} of {len(subject)} repetitions"
+        if not controls:
+            v.explanation = f"{words}, and no control was measured to rule out the network."
+        elif 2 * len(control_ok) >= len(controls):
+            v.verdict = _FAIL_VERDICT[stage]
+            v.explanation = f"{words}, while its controls worked."
+        else:
+            v.explanation = f"{words}, but its controls failed too: the network, not the target."
+        return v
+    measured = [r for r in subject if r.stage == "ok" and r.rate is not None]
+    if not measured:
+        v.explanation = (f"its transfers were too small (under {MIN_BYTES // 1024} KB) to "
+                         "measure a rate.")
+        return v
+    shapes = [r.shape for r in measured if r.shape]
+    v.signature = _majority(shapes)[0] if shapes else None
+    v.rate_kbps = float(np.median([r.rate for r in measured]))
+    if not control_ok:
+        v.explanation = (f"ran at {v.rate_kbps:.0f} kbit/s but no control transfer succeeded, "
+                         "so there is nothing to compare with.")
+        return v
+    c = _compare(measured, control_ok, seed)
+    v.control_rate_kbps, v.ratio, v.ci_low, v.ci_high, v.p_value = (
+        c.control, c.ratio, c.ci_low, c.ci_high, c.p_value)
+    speeds = f"{c.rate:.0f} kbit/s vs {c.control:.0f} kbit/s for its controls"
+    if c.ratio >= OK_RATIO:
+        v.verdict = "ok"
+        v.explanation = f"as fast as its controls ({speeds}, ratio {c.ratio:.2f})."
+        return v
+    if c.control < CONTROL_MIN_KBPS:
+        v.explanation = (f"slow ({speeds}), but the controls are slow too: a slow network "
+                         "cannot show throttling.")
+        return v
+    if c.control_cv > CONTROL_MAX_CV:
+        v.explanation = (f"slower ({speeds}), but the controls vary too much across repetitions "
+                         f"(CV {c.control_cv:.2f}) to tell throttling from a busy network.")
+        return v
+    flat = [r.flat for r in measured if r.flat is not None]
+    wandering = len(flat) > 0 and sum(flat) * 2 < len(flat)
+    if (c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
+            and not wandering):
+        v.verdict = "throttled"
+        shape = {"policing": "policed: flat rate, bursts with silences (drops)",
+                 "shaping": "shaped: flat rate, smooth (queued)"}.get(v.signature or "",
+                                                                     "flat rate")
+        times = f"{1 / c.ratio:.{0 if c.ratio < 0.1 else 1}f}"
+        v.explanation = (f"{times}x slower than its controls ({speeds}, 95 % CI of ratio "
+                         f"{c.ci_low:.2f}-{c.ci_high:.2f}); {shape}.")
+        return v
+    why = ("its rate wanders like congestion" if wandering else
+           f"the evidence is weak (ratio {c.ratio:.2f}, CI {c.ci_low:.2f}-{c.ci_high:.2f}, "
+           f"p {c.p_value:.3f})")
+    v.explanation = f"slower than its controls ({speeds}) but {why}."
+    return v
+
+
+def _controls_for(subject: list[_Rep], pair: str | None, run: list[_Rep]) -> list[_Rep]:
+    direction = subject[0].direction
+    controls = [r for r in run if r.family == "control" and r.experiment == "target"]
+    if pair:
+        paired = [r for r in controls if r.target == pair]
+        if paired:
+            return paired
+    same_kind = [r for r in controls if r.kind == subject[0].kind]
+    chosen = same_kind or controls
+    same_dir = [r for r in chosen if r.direction == direction or r.stage != "ok"]
+    return same_dir or chosen
+
+
+def _trigger(target_rate: float, run: list[_Rep], seed: int) -> tuple[str, str]:
+    """(trigger, reason) of a throttled target from the run's sni and split experiments."""
+    def ok(r: _Rep) -> bool:
+        return r.stage == "ok" and r.rate is not None and r.direction == "down"
+
+    sni = [r for r in run if r.experiment == "sni" and ok(r)]
+    twitter = [r for r in sni if is_twitter_name(r.sni)]
+    neutral = [r for r in sni if not is_twitter_name(r.sni)]
+    split = [r for r in run if r.experiment == "split" and ok(r)]
+    if twitter and neutral:
+        c = _compare(twitter, neutral, seed)
+        if c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX:
+            extra = ""
+            if split and np.median([r.rate for r in split]) >= OK_RATIO * c.control:
+                extra = "; a split ClientHello evades it"
+            return "sni", (f"a Twitter SNI to a neutral server was slow ({c.rate:.0f} vs "
+                           f"{c.control:.0f} kbit/s for a neutral or no SNI){extra}")
+        if c.ratio >= OK_RATIO:
+            return "ip", ("a Twitter SNI to a neutral server was as fast as a neutral SNI: "
+                          "the destination, not the name, is slowed")
+        return "unknown", "the SNI experiment was not clear-cut"
+    if split:
+        rate = float(np.median([r.rate for r in split]))
+        if rate >= target_rate / THROTTLED_RATIO:
+            return "sni", (f"the same name in a split ClientHello ran at {rate:.0f} kbit/s: "
+                           "the device reads the ClientHello")
+        return "unknown", "a split ClientHello was slow too"
+    return "unknown", "no SNI experiment in this run"
+
+
+def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
+                 seed: int = 0) -> list[Verdict]:
+    """Verdicts of one run's measurements; `pairs` maps a target name to its control's."""
+    out = []
+    groups: dict[tuple, list[_Rep]] = {}
+    for r in reps:
+        if r.experiment == "target" and r.family == "control":
+            continue
+        if r.experiment != "target" and not (is_twitter_name(r.sni) or r.family == "twitter"):
+            continue  # neutral-name experiment measurements are the baselines
+        groups.setdefault((r.experiment, r.target, r.direction), []).append(r)
+    for (experiment, target, direction), subject in groups.items():
+        if experiment == "target":
+            controls = _controls_for(subject, pairs.get(target), reps)
+        else:
+            controls = [r for r in reps if r.experiment in (experiment, "sni")
+                        and not is_twitter_name(r.sni) and r.family != "twitter"
+                        and (r.direction == direction or r.stage != "ok")]
+            controls = [r for r in controls if r.experiment == experiment] or controls
+        v = judge(subject, controls, seed)
+        v.run_id = run_id
+        if v.verdict == "throttled":
+            if experiment == "target":
+                v.trigger, why = _trigger(v.rate_kbps or 0.0, reps, seed)
+            else:
+                v.trigger, why = "sni", "only the Twitter name differs from its baseline"
+            v.explanation = v.explanation.rstrip(".") + f"; trigger {v.trigger}: {why}."
+        if experiment == "upload" and v.verdict != "throttled" and v.control_rate_kbps and \
+                v.control_rate_kbps < CONTROL_MIN_KBPS:
+            v.explanation += " Every upload is slow, whatever the name: not SNI throttling."
+        out.append(v)
+    return out
+
+
+def verdicts(source: Results | Iterable[str | Path], seed: int = 0) -> pd.DataFrame:
+    """Verdicts of every target in every run: one row per (run, target, experiment, direction)."""
+    r = source if isinstance(source, Results) else load(source)
+    reps = _reps(r)
+    ms = r.measurements
+    pairs: dict[str, dict[str, str | None]] = {}
+    for run_id, target, pair in (ms[["run_id", "target", "pair"]].itertuples(index=False)
+                                 if len(ms) else []):
+        pairs.setdefault(str(run_id), {})[target] = None if pd.isna(pair) else pair
+    run_of = {} if not len(ms) else dict(zip(ms["measurement_id"], ms["run_id"], strict=False))
+    if not run_of:
+        run_of = dict(zip(r.transfers["measurement_id"], r.transfers["run_id"], strict=False))
+    by_run: dict[str, list[_Rep]] = {}
+    for rep in reps:
+        by_run.setdefault(str(run_of.get(rep.measurement_id)), []).append(rep)
+    rows = [v.as_dict() for run_id, rs in by_run.items()
+            for v in run_verdicts(rs, pairs.get(run_id, {}), run_id, seed)]
+    return pd.DataFrame(rows, columns=FIELDS)
+
+
+def transfer_table(r: Results) -> pd.DataFrame:
+    """One row per transfer with its steady-state rate and signature (for plots, notebooks)."""
+    tr = r.transfers
+    samples = {k: g[["t_ms", "bytes"]].to_numpy(float)
+               for k, g in r.samples.groupby("transfer_id", sort=False)}
+    tcpinfo = _sender_tcpinfo(r)
+    rows = []
+    for t in tr.itertuples(index=False):
+        s = samples.get(t.transfer_id)
+        rate, shape = None, None
+        if s is not None and len(s) >= 2 and not isinstance(t.failure, str):
+            est = estimate(s)
+            rate = est.rate_kbps if est.window_s >= 1.0 else est.goodput_kbps
+            shape = signature(s, tcpinfo.get(t.transfer_id, []), str(t.direction)).kind
+        rows.append({"run_id": t.run_id, "transfer_id": t.transfer_id, "target": t.target,
+                     "family": t.family, "kind": t.kind, "experiment": t.experiment,
+                     "direction": t.direction, "sni": t.sni, "bytes": t.bytes,
+                     "goodput_kbps": t.goodput_kbps, "rate_kbps": rate, "signature": shape,
+                     "measurement_start_time": t.measurement_start_time})
+    return pd.DataFrame(rows)

@@ -1,0 +1,225 @@
+"""Verdict rules, loading (also a killed run), and aggregation over synthetic run folders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+import analysis
+from analysis.aggregate import aggregate
+from analysis.verdicts import FIELDS, verdicts
+from tests.fixtures_results import (
+    FAST,
+    POLICED,
+    SHAPED,
+    Path_,
+    RunSpec,
+    Spec,
+    congested,
+    pairs,
+    write_run,
+)
+
+pytestmark = pytest.mark.timeout(120)
+SERVER = "probe-server.test"
+
+
+def _one(folder: Path, target: str = "twitter-image", experiment: str = "target") -> dict:
+    rows = verdicts([folder])
+    row = rows[(rows["target"] == target) & (rows["experiment"] == experiment)]
+    assert len(row) == 1, rows
+    return row.iloc[0].to_dict()
+
+
+def test_policed_twitter_is_throttled(tmp_path: Path) -> None:
+    v = _one(write_run(tmp_path, RunSpec(pairs(("image",), POLICED, FAST))))
+    assert v["verdict"] == "throttled" and v["trigger"] == "unknown"
+    assert 110 <= v["rate_kbps"] <= 160 and v["control_rate_kbps"] > 5000
+    assert v["ratio"] < 0.05 and v["ci_high"] < 0.7 and v["p_value"] <= 0.01
+    assert v["signature"] == "policing" and "policed" in v["explanation"]
+    assert v["controls"] == ["control-image"] and v["repetitions"] == 3
+
+
+def test_shaped_twitter_is_throttled_with_shaping_signature(tmp_path: Path) -> None:
+    v = _one(write_run(tmp_path, RunSpec(pairs(("image",), SHAPED, FAST))))
+    assert v["verdict"] == "throttled" and v["signature"] == "shaping"
+
+
+def test_each_failure_verdict(tmp_path: Path) -> None:
+    targets = [Spec(f"tw-{fail}", "twitter", "image", "pbs.twimg.com", FAST, pair="ctl",
+                    fail=fail) for fail in ("dns", "tcp", "tls-reset", "tls-cert", "http")]
+    targets.append(Spec("ctl", "control", "image", "upload.wikimedia.org", FAST))
+    rows = verdicts([write_run(tmp_path, RunSpec(targets, repeat=2))]).set_index("target")
+    assert rows.loc["tw-dns", "verdict"] == "dns-tampered"
+    assert rows.loc["tw-tcp", "verdict"] == "blocked"
+    assert rows.loc["tw-tls-reset", "verdict"] == "blocked"
+    assert rows.loc["tw-tls-cert", "verdict"] == "tls-tampered"
+    assert rows.loc["tw-http", "verdict"] == "blocked"
+
+
+def test_failure_with_failing_controls_is_inconclusive(tmp_path: Path) -> None:
+    targets = [Spec("tw", "twitter", "image", "pbs.twimg.com", FAST, pair="ctl", fail="tcp"),
+               Spec("ctl", "control", "image", "upload.wikimedia.org", FAST, fail="tcp")]
+    v = _one(write_run(tmp_path, RunSpec(targets, repeat=2)), "tw")
+    assert v["verdict"] == "inconclusive" and "controls failed too" in v["explanation"]
+
+
+def test_slow_controls_are_inconclusive_never_throttled(tmp_path: Path) -> None:
+    slow_control = Path_("clean", rate_kbps=300, rtt_ms=60, buffer_pkts=20)
+    v = _one(write_run(tmp_path, RunSpec(pairs(("image",), Path_("policed", 100, 60),
+                                               slow_control))))
+    assert v["ratio"] < 0.7 and v["verdict"] == "inconclusive"
+    assert "controls are slow" in v["explanation"]
+
+
+def test_noisy_controls_are_inconclusive(tmp_path: Path) -> None:
+    # Controls alternate between a fast and a slow network across repetitions.
+    specs = [Spec("twitter-image", "twitter", "image", "pbs.twimg.com",
+                  Path_("policed", 300, 40), pair="fast"),
+             Spec("fast", "control", "image", "a.example", Path_("clean", 20_000, 40)),
+             Spec("fast", "control", "image", "a.example", Path_("clean", 600, 40))]
+    v = _one(write_run(tmp_path, RunSpec(specs, repeat=2)))
+    assert v["verdict"] == "inconclusive" and "vary too much" in v["explanation"]
+
+
+@pytest.mark.parametrize("network", ["clean", "congested", "slow-congested"])
+def test_no_false_throttled_over_many_runs(tmp_path: Path, network: str) -> None:
+    path = {"clean": Path_("clean", 4000, 50, buffer_pkts=40),
+            "congested": congested(1500),
+            "slow-congested": congested(500, 120)}[network]
+    seen = []
+    for seed in range(12):
+        folder = write_run(tmp_path / str(seed),
+                           RunSpec(pairs(("image", "video"), path, path), seed=seed,
+                                   repeat=1 + seed % 3))
+        seen += list(verdicts([folder])["verdict"])
+    assert "throttled" not in seen
+    assert seen.count("ok") >= len(seen) * (0.9 if network == "clean" else 0.6)
+
+
+@pytest.mark.parametrize("control", ["clean", "congested"])
+def test_3x_slowdown_detected(tmp_path: Path, control: str) -> None:
+    ctl = Path_("clean", 1500, 60, buffer_pkts=30) if control == "clean" else congested(1500)
+    twitter = Path_("policed", 1500 / 3 if control == "clean" else 350, 60)
+    hits = 0
+    for seed in range(8):
+        folder = write_run(tmp_path / str(seed), RunSpec(pairs(("image",), twitter, ctl),
+                                                         seed=seed))
+        v = _one(folder)
+        hits += v["verdict"] == "throttled"
+        assert v["verdict"] in ("throttled", "inconclusive")
+    assert hits >= (8 if control == "clean" else 6)
+
+
+def _experiments(twitter_sni: Path_, upload: Path_, split: Path_ | None = None) -> list[Spec]:
+    out = [Spec("sni-twimg", "twitter", "image", SERVER, twitter_sni, experiment="sni",
+                sni="pbs.twimg.com"),
+           Spec("sni-neutral", "control", "image", SERVER, FAST, experiment="sni",
+                sni="example.org"),
+           Spec("sni-none", "control", "image", SERVER, FAST, experiment="sni", sni=""),
+           Spec("up-twimg", "twitter", "page", SERVER, upload, experiment="upload",
+                sni="pbs.twimg.com", direction="up"),
+           Spec("up-neutral", "control", "page", SERVER, upload, experiment="upload",
+                sni="example.org", direction="up")]
+    if split:
+        out.append(Spec("split-twimg", "twitter", "image", SERVER, split, experiment="split",
+                        sni="pbs.twimg.com"))
+    return out
+
+
+def test_trigger_sni_from_the_sni_experiment(tmp_path: Path) -> None:
+    specs = pairs(("image",), POLICED, FAST) + _experiments(POLICED, FAST, split=FAST)
+    folder = write_run(tmp_path, RunSpec(specs, repeat=2))
+    v = _one(folder)
+    assert v["verdict"] == "throttled" and v["trigger"] == "sni"
+    assert "split ClientHello evades it" in v["explanation"]
+    assert _one(folder, "sni-twimg", "sni")["verdict"] == "throttled"
+    assert _one(folder, "split-twimg", "split")["verdict"] == "ok"
+
+
+def test_trigger_ip_when_the_name_alone_is_fast(tmp_path: Path) -> None:
+    specs = pairs(("image",), POLICED, FAST) + _experiments(FAST, FAST)
+    v = _one(write_run(tmp_path, RunSpec(specs, repeat=2)))
+    assert v["verdict"] == "throttled" and v["trigger"] == "ip"
+
+
+def test_all_uploads_shaped_is_not_sni_throttling(tmp_path: Path) -> None:
+    upload = Path_("shaped", 130, 40, buffer_pkts=30)
+    specs = pairs(("image",), FAST, FAST) + _experiments(FAST, upload)
+    folder = write_run(tmp_path, RunSpec(specs, repeat=2))
+    up = _one(folder, "up-twimg", "upload")
+    assert up["verdict"] != "throttled" and up["trigger"] is None
+    assert up["direction"] == "up" and "Every upload is slow" in up["explanation"]
+    assert _one(folder)["verdict"] == "ok"
+
+
+def test_killed_run_is_read_from_jsonl(tmp_path: Path) -> None:
+    complete = write_run(tmp_path / "a", RunSpec(pairs(("image",), POLICED, FAST), seed=4))
+    killed = write_run(tmp_path / "b", RunSpec(pairs(("image",), POLICED, FAST), seed=4,
+                                               status="running"))
+    assert not (killed / "transfers.csv").exists()
+    a, b = analysis.load([complete]), analysis.load([killed])
+    assert b.runs["source"].tolist() == ["jsonl"] and a.runs["source"].tolist() == ["csv"]
+    for name in ("transfers", "samples", "tcpinfo", "dns", "tls", "tcp"):
+        ta, tb = a.table(name), b.table(name)
+        assert list(ta.columns) == list(tb.columns) and len(ta) == len(tb) > 0
+        assert (ta.dtypes == tb.dtypes).all(), name
+    assert _one(killed)["verdict"] == "throttled"
+
+
+def test_load_reads_parent_folders_and_measurements(tmp_path: Path) -> None:
+    for seed in range(3):
+        write_run(tmp_path, RunSpec(pairs(("image", "video"), POLICED, FAST), seed=seed,
+                                    repeat=1))
+    r = analysis.load(tmp_path)
+    assert len(r.runs) == 3 and len(r.measurements) == 12
+    assert set(r.measurements["pair"].dropna()) == {"control-image", "control-video"}
+    assert r.transfers["connection_reused"].dtype == bool
+    assert r.transfers["goodput_kbps"].dtype.kind == "f"
+    with pytest.raises(FileNotFoundError):
+        analysis.load(tmp_path / "missing")
+
+
+def test_verdict_rows_have_the_contract_fields(tmp_path: Path) -> None:
+    rows = verdicts([write_run(tmp_path, RunSpec(pairs(("image",), POLICED, FAST)))])
+    assert list(rows.columns) == FIELDS
+    assert set(rows["verdict"]) <= {"ok", "throttled", "blocked", "dns-tampered",
+                                    "tls-tampered", "inconclusive"}
+
+
+def test_aggregate_per_network_and_day(tmp_path: Path) -> None:
+    day1 = dt.datetime(2021, 3, 10, 8, tzinfo=dt.UTC)
+    day2 = dt.datetime(2021, 3, 11, 8, tzinfo=dt.UTC)
+    for seed, (start, path, label, asn) in enumerate([
+            (day1, POLICED, "mts", None), (day1 + dt.timedelta(hours=1), POLICED, "mts", None),
+            (day2, FAST, "mts", None), (day1, POLICED, "x", "AS8359")]):
+        write_run(tmp_path, RunSpec(pairs(("image",), path, FAST), seed=seed, repeat=1,
+                                    start=start, label=label, asn=asn))
+    r = analysis.load(tmp_path)
+    agg = aggregate(verdicts(r), r).set_index(["network", "day"])
+    assert agg.loc[("mts", "2021-03-10"), "runs"] == 2
+    assert agg.loc[("mts", "2021-03-10"), "share_throttled"] == 1.0
+    assert 110 <= agg.loc[("mts", "2021-03-10"), "median_throttled_kbps"] <= 160
+    assert agg.loc[("mts", "2021-03-11"), "share_throttled"] == 0.0
+    assert ("AS8359", "2021-03-10") in agg.index  # the ASN wins over the label
+
+
+def test_objects_too_small_for_a_rate_are_inconclusive(tmp_path: Path) -> None:
+    folder = write_run(tmp_path, RunSpec(pairs(("image",), POLICED, FAST), max_bytes=8 * 1024))
+    v = _one(folder)
+    assert v["verdict"] == "inconclusive" and "too small" in v["explanation"]
+
+
+def test_measurements_fall_back_to_a_full_parse(tmp_path: Path) -> None:
+    import json
+
+    folder = write_run(tmp_path, RunSpec(pairs(("image",), POLICED, FAST), repeat=1))
+    path = folder / "measurements.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    reordered = [{"test_keys": m.pop("test_keys"), **m} for m in lines]  # another writer's order
+    path.write_text("".join(json.dumps(m) + "\n" for m in reordered) + '{"torn": ')
+    ms = analysis.load(folder).measurements
+    assert ms["pair"].tolist() == ["control-image", None]
+    assert ms["address"].tolist() == ["198.51.100.20", "192.0.2.10"]
