@@ -1,0 +1,162 @@
+"""The server: listeners, an accept thread, one thread per connection, clean stop.
+
+Threads with blocking sockets: TLS bulk sends happen inside OpenSSL with the
+GIL released, so each connection streams at full speed without an event loop.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from types import TracebackType
+
+from probe import __version__
+
+from .config import ServerConfig, label
+from .connection import Connection, Shared
+from .handlers import Handlers, utc_now
+from .http import Limits
+from .log import JsonLog
+from .tls import Certificates
+
+_STOP_JOIN_S = 5.0
+_ACCEPT_BACKOFF_S = 0.05
+
+
+class Server:
+    """`start()` binds every --listen address and serves until `stop()`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.certificates = Certificates(config.cert, config.key, config.cert_dir)
+        self.log = JsonLog(config.log)
+        self.shared = Shared(
+            config=config,
+            certificates=self.certificates,
+            handlers=Handlers(config),
+            log=self.log,
+            limits=Limits(
+                max_request_line=config.max_request_line,
+                max_header_bytes=config.max_header_bytes,
+                max_headers=config.max_headers,
+                header_timeout=config.header_timeout,
+            ),
+        )
+        self.addresses: list[tuple[str, int]] = []
+        self.accepted = 0
+        self.rejected = 0
+        self._listeners: list[socket.socket] = []
+        self._connections: dict[Connection, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._accept_thread: threading.Thread | None = None
+        self._stopping = False
+
+    def start(self) -> list[tuple[str, int]]:
+        """Bind and start accepting; returns the bound (host, port) pairs (port 0 resolved)."""
+        try:
+            for host, port in self.config.listen:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = socket.create_server((host, port), family=family, backlog=128)
+                self._listeners.append(sock)
+                self.addresses.append(sock.getsockname()[:2])
+        except OSError:
+            self._close_listeners()
+            raise
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="probe-accept")
+        self._accept_thread.start()
+        self.log.write(
+            {
+                "event": "start",
+                "time": utc_now(),
+                "version": __version__,
+                "listen": [label(h, p) for h, p in self.addresses],
+                "certificate_sha256": self.certificates.fingerprint,
+                "self_signed": self.certificates.generated,
+                "sni_names": sorted(self.certificates.by_name),
+            }
+        )
+        return list(self.addresses)
+
+    def stop(self) -> None:
+        """Stop accepting, cut every open connection, wait for their threads, close the log."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake_w.send(b"x")
+        if self._accept_thread is not None:
+            self._accept_thread.join()
+        with self._lock:
+            running = dict(self._connections)
+        for conn in running:
+            conn.abort()
+        for thread in running.values():
+            thread.join(_STOP_JOIN_S)
+        counts = {"accepted": self.accepted, "rejected": self.rejected}
+        self.log.write({"event": "stop", "time": utc_now(), **counts})
+        self.log.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def _accept_loop(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            for index, sock in enumerate(self._listeners):
+                sock.setblocking(False)
+                selector.register(sock, selectors.EVENT_READ, index)
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        break
+                    self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
+        self._close_listeners()
+
+    def _accept(self, listener: socket.socket, index: int) -> None:
+        try:
+            sock, peer = listener.accept()
+        except BlockingIOError:  # the client gave up between SYN and accept
+            return
+        except OSError:  # out of descriptors: back off instead of spinning on a ready listener
+            time.sleep(_ACCEPT_BACKOFF_S)
+            return
+        sock.setblocking(True)
+        with self._lock:
+            if len(self._connections) >= self.config.max_connections:
+                self.rejected += 1
+                sock.close()
+                return
+            self.accepted += 1
+            conn = Connection(sock, peer, label(*self.addresses[index]), self.shared)
+            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            self._connections[conn] = thread
+        thread.start()
+
+    def _run(self, conn: Connection) -> None:
+        try:
+            conn.run()
+        finally:
+            with self._lock:
+                self._connections.pop(conn, None)
+
+    def _close_listeners(self) -> None:
+        for sock in self._listeners:
+            sock.close()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,90 @@
+"""`probe serve`: run the measurement server until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from .app import Server
+from .config import ServerConfig, label, parse_listen
+
+_defaults = ServerConfig()
+
+
+def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list:
+    try:
+        return [parse_listen(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("serve")
+@click.option("--listen", "listen", multiple=True, default=["0.0.0.0:8443"], show_default=True,
+              callback=_listen, metavar="HOST:PORT",
+              help="Address to serve HTTPS and plain HTTP on (sniffed per connection). Repeatable.")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Default certificate chain (PEM). Without it a self-signed one is generated.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key of --cert (PEM); defaults to --cert.")
+@click.option("--cert-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="NAME.pem + NAME.key per SNI name (_wildcard.DOMAIN for *.DOMAIN).")
+@click.option("--media", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder served under /media/.")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append JSON lines here (default: stderr).")
+@click.option("--log-client-address", is_flag=True,
+              help="Also log client IP:port (off by default to protect volunteers).")
+@click.option("--max-connections", type=click.IntRange(1), default=_defaults.max_connections,
+              show_default=True, help="Concurrent connections; extra ones are closed at once.")
+@click.option("--idle-timeout", type=click.FloatRange(0.1), default=_defaults.idle_timeout,
+              show_default=True, help="Seconds without progress before a connection is closed.")
+@click.option("--header-timeout", type=click.FloatRange(0.1), default=_defaults.header_timeout,
+              show_default=True, help="Seconds for the TLS handshake and each request head.")
+@click.option("--max-upload-bytes", type=click.IntRange(0), default=_defaults.max_upload_bytes,
+              show_default=True, help="Largest request body accepted (413 beyond).")
+@click.option("--max-bytes", type=click.IntRange(0), default=_defaults.max_bytes,
+              show_default=True, help="Largest n accepted by /bytes?n=.")
+def serve(
+    listen: list[tuple[str, int]],
+    cert: Path | None,
+    key: Path | None,
+    cert_dir: Path | None,
+    media: Path | None,
+    log: Path | None,
+    log_client_address: bool,
+    max_connections: int,
+    idle_timeout: float,
+    header_timeout: float,
+    max_upload_bytes: int,
+    max_bytes: int,
+) -> None:
+    """Serve /bytes, /media, /upload and /meta for probes, accepting any SNI."""
+    if key is not None and cert is None:
+        raise click.UsageError("--key needs --cert")
+    config = ServerConfig(
+        listen=listen, cert=cert, key=key, cert_dir=cert_dir, media=media, log=log,
+        log_client_address=log_client_address, max_connections=max_connections,
+        idle_timeout=idle_timeout, header_timeout=header_timeout,
+        max_upload_bytes=max_upload_bytes, max_bytes=max_bytes,
+    )
+    server = Server(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        addresses = server.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen: {exc}") from None
+    certs = server.certificates
+    origin = "self-signed" if certs.generated else str(cert)
+    click.echo(f"certificate ({origin}) SHA-256 {certs.fingerprint}", err=True)
+    for host, port in addresses:
+        click.echo(f"listening {label(host, port)}")
+    sys.stdout.flush()
+    while not stop.wait(1.0):
+        pass
+    server.stop()

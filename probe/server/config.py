@@ -1,0 +1,45 @@
+"""Server configuration: one place for every limit, so tests and the CLI share defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_LISTEN = ("0.0.0.0", 8443)
+
+
+@dataclass
+class ServerConfig:
+    """What `probe serve` was asked to do; every field has a safe default for exposure."""
+
+    listen: list[tuple[str, int]] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    cert: Path | None = None
+    key: Path | None = None
+    cert_dir: Path | None = None
+    media: Path | None = None
+    log: Path | None = None  # None: JSON lines go to stderr
+    log_client_address: bool = False
+    max_connections: int = 256
+    idle_timeout: float = 30.0  # seconds without progress (between requests, or mid-body)
+    header_timeout: float = 10.0  # whole request head (and TLS handshake) must arrive in this
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = 1024 * 1024 * 1024  # cap on /bytes?n=
+    max_request_line: int = 8 * 1024
+    max_header_bytes: int = 16 * 1024  # request line + headers
+    max_headers: int = 100
+    max_requests_per_connection: int = 10_000
+    max_logged_paths: int = 100
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces) to a bind address."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def label(host: str, port: int) -> str:
+    """`host:port` with IPv6 hosts in brackets: the inverse of `parse_listen`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
