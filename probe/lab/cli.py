@@ -1,0 +1,124 @@
+"""`probe lab`: build, configure, use and remove the censored lab network."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from . import scenarios, system, topology
+from .lab import DEFAULT_DIR, Lab
+from .system import LabError, MissingPrerequisite
+
+EXIT_PREREQUISITE = 2
+
+
+def _lab_options(func: Callable) -> Callable:
+    """--dir and --prefix on every sub-command; errors become clean exits."""
+
+    @click.option("--dir", "dir_", type=click.Path(file_okay=False, path_type=Path),
+                  default=lambda: os.environ.get("PROBE_LAB_DIR", str(DEFAULT_DIR)),
+                  show_default="$PROBE_LAB_DIR or /run/probe-lab",
+                  help="Lab folder: state.json, CA, certificates, media, logs.")
+    @click.option("--prefix", default=topology.DEFAULT_PREFIX, show_default=True,
+                  help="Namespace name prefix (lets labs coexist; `down` removes by it).")
+    @functools.wraps(func)
+    def wrapper(dir_: Path, prefix: str, **kwargs: object) -> None:
+        try:
+            system.check_prerequisites()
+            func(Lab(dir_, prefix), **kwargs)
+        except MissingPrerequisite as exc:
+            click.echo(f"probe lab: {exc}", err=True)
+            sys.exit(EXIT_PREREQUISITE)
+        except LabError as exc:
+            click.echo(f"probe lab: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group("lab")
+def lab() -> None:
+    """A censored network in namespaces: client - r1 - r2 - r3 - r4 - servers.
+
+    Twitter-like hosts, controls, a measurement server and a DNS server sit
+    behind four routers; `scenario` makes one router interfere the way a
+    censor does (SNI throttling, resets, DNS poisoning, ...). Needs root.
+    """
+
+
+@lab.command("up")
+@_lab_options
+def up(lab: Lab) -> None:
+    """Build the lab (replacing one with the same prefix) and start its servers."""
+    state = lab.up()
+    click.echo(f"lab up in {state['up_seconds']:.1f} s; state {lab.state_path}")
+    click.echo(f"client namespace {state['client']['ns']}, CA {state['ca']['cert']}")
+    nets = " ".join(f"--allow-net {n}" for n in state["allow_nets"])
+    click.echo(f"measure: probe lab exec -- probe run --targets {state['targets']} "
+               f"--ca-bundle {state['ca']['cert']} {nets}")
+
+
+@lab.command("scenario")
+@click.argument("name", type=click.Choice(scenarios.SCENARIOS))
+@click.option("--rate", "rate", type=click.FloatRange(min=1), default=scenarios.DEFAULT_RATE_KBPS,
+              show_default=True, help="Policing/shaping rate in kbit/s.")
+@click.option("--hop", type=click.IntRange(1, topology.ROUTERS), default=scenarios.DEFAULT_HOP,
+              show_default=True, help="Router (1 = next to the client) that interferes.")
+@_lab_options
+def scenario(lab: Lab, name: str, rate: float, hop: int) -> None:
+    """Set the interference at router --hop, replacing the previous scenario."""
+    state = lab.scenario(name, rate_kbps=rate, hop=hop)
+    s = state["scenario"]
+    where = "" if s["name"] == "clean" else f" at hop {s['hop']} ({s['router']})"
+    speed = f", {s['rate_kbps']:g} kbps" if s.get("rate_kbps") else ""
+    click.echo(f"scenario {s['name']}{where}{speed}")
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@_lab_options
+def exec_(lab: Lab, cmd: tuple[str, ...]) -> None:
+    """Run CMD in the client namespace; its exit status is passed through."""
+    if not lab.state:
+        raise LabError(f"the lab is not up (no {lab.state_path}); run `probe lab up`")
+    sys.stdout.flush()
+    os.execvp("ip", system.in_ns(lab.names.client, list(cmd)))
+
+
+@lab.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@_lab_options
+def status(lab: Lab, as_json: bool) -> None:
+    """Show namespaces, processes and the active scenario."""
+    st = lab.status()
+    if as_json:
+        click.echo(json.dumps(st, indent=1))
+        return
+    click.echo(f"lab {'up' if st['up'] else 'down'} ({st['dir']}, prefix {st['prefix']})")
+    click.echo(f"namespaces: {' '.join(st['namespaces']) or '-'}")
+    for p in st["processes"]:
+        click.echo(f"  {p['name']:<11} pid {p['pid']:<7} {p['ns']:<12} "
+                   f"{'alive' if p['alive'] else 'DEAD'}")
+    s = st["scenario"]
+    if s:
+        detail = "" if s["name"] == "clean" else f" at hop {s['hop']}"
+        detail += f", {s['rate_kbps']:g} kbps" if s.get("rate_kbps") else ""
+        click.echo(f"scenario: {s['name']}{detail}")
+
+
+@lab.command("down")
+@_lab_options
+def down(lab: Lab) -> None:
+    """Remove every namespace, process, rule and /etc/netns entry (idempotent)."""
+    lab.down()
+    click.echo("lab down")
+
+
+if __name__ == "__main__":
+    lab(prog_name="probe lab")
