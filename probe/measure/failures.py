@@ -60,7 +60,7 @@ def _classify_one(exc: BaseException) -> str | None:
         if code in (18, 19, 20, 21, 2):
             return SSL_UNKNOWN_AUTHORITY
         return SSL_INVALID_CERTIFICATE
-    if isinstance(exc, ssl.SSLEOFError):
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
         return EOF_ERROR
     if isinstance(exc, ssl.SSLError):
         text = str(exc).lower()

@@ -1,0 +1,406 @@
+"""One HTTP(S) transfer with a throughput time series and kernel TCP_INFO snapshots.
+
+Throttling is a property of a flow over time (a policer's saw-tooth, a rate that
+converges to ~140 kbps), so a transfer records not just its total but
+cumulative bytes at every read and on a fixed tick, plus TCP_INFO on the tick.
+A transfer cut short by our own bound (bytes, seconds, "rate is stable") or a
+stall after data flowed is still a valid rate measurement: failure stays None.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from . import tcpinfo, tls
+from .clock import Clock
+from .failures import GENERIC_TIMEOUT, classify
+from .keys import TestKeys
+from .netbackend import HandshakeStrategy, MeasuredConnectError, ProbeBackend, ProbeStream
+
+KEY_HEADERS = (
+    "content-type", "content-length", "content-range", "server", "via",
+    "x-cache", "age", "cache-control", "location",
+)
+_UPLOAD_CHUNK = 64 * 1024
+_BY_DATA = ("complete", "max_bytes")  # transfers whose span ends at their last byte
+StopWhen = Callable[[list[tuple[float, int]]], bool]
+
+
+@dataclass
+class Limits:
+    """Bounds of one transfer (or of one media object, see media.py)."""
+
+    max_bytes: int = 2_000_000
+    max_seconds: float = 10.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 10.0
+    sample_interval_s: float = 0.1
+
+
+class _Stopped(Exception):
+    """Raised inside an upload body iterator to abandon the request at a bound."""
+
+
+class _Progress:
+    """State shared by the reading thread and the sampler of one transfer."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self.lock = threading.Lock()
+        self.deadline_s = deadline_s
+        self.started: float | None = None  # monotonic time the request went out
+        self.headers_at: float | None = None  # response headers parsed: first response byte
+        self.last_byte: float | None = None
+        self.bytes = 0
+        self.samples: list[list[float | int]] = []
+        self.tcp_info: list[dict] = []
+        self.stop_reason: str | None = None
+        self.callback_error: Exception | None = None
+        self.stream: ProbeStream | None = None
+        self.done = threading.Event()
+
+    def add(self, n: int) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.bytes += n
+            self.last_byte = now
+            self.samples.append([_ms(now - (self.started or now)), self.bytes])
+
+    def stop(self, reason: str) -> None:
+        """Record why we stop and unblock a read stuck in the kernel."""
+        with self.lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+        if self.stream is not None:
+            self.stream.abort()
+
+    def past_deadline(self) -> bool:
+        return self.started is not None and time.monotonic() - self.started >= self.deadline_s
+
+
+class Session:
+    """HTTP(S) fetches of one measurement over one kept-alive connection to one address.
+
+    `address` is where to connect (None: resolve the URL host); `sni` is the TLS
+    server name (None: the URL host, "": send none). Records go into `keys`.
+    """
+
+    def __init__(
+        self,
+        keys: TestKeys,
+        clock: Clock,
+        *,
+        address: str | None,
+        sni: str | None,
+        ssl_context: ssl.SSLContext,
+        limits: Limits,
+        transfer_prefix: str,
+        handshake: HandshakeStrategy = tls.handshake_bio,
+    ) -> None:
+        self.keys = keys
+        self.clock = clock
+        self.limits = limits
+        self.prefix = transfer_prefix
+        self.sni = sni
+        self._count = 0
+        self.backend = ProbeBackend(keys, clock, address=address, sni=sni, handshake=handshake)
+        transport = httpx.HTTPTransport(retries=0)
+        # httpx has no public hook for a network backend: swap in a pool that uses ours.
+        transport._pool = httpcore.ConnectionPool(  # noqa: SLF001
+            ssl_context=ssl_context,
+            max_connections=1,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=self.backend,
+        )
+        timeout = httpx.Timeout(
+            connect=limits.connect_timeout, read=limits.read_timeout,
+            write=limits.read_timeout, pool=limits.connect_timeout,
+        )
+        self.client = httpx.Client(
+            transport=transport, timeout=timeout, follow_redirects=False,
+            headers={"Accept-Encoding": "identity"},
+        )
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: dict | None = None,
+        byte_range: tuple[int, int] | None = None,
+        content: bytes | None = None,
+        max_bytes: int | None = None,
+        max_seconds: float | None = None,
+        stop_when: StopWhen | None = None,
+        sink: Callable[[bytes], None] | None = None,
+        role: str = "object",
+    ) -> dict:
+        """Run one request; append df-001/df-008 records and a transfer record; return the latter.
+
+        `byte_range` is inclusive (HTTP Range). `sink` sees every body chunk (the
+        caller decides what to keep; we keep nothing). `stop_when` sees the
+        samples [(t_ms, cumulative_bytes)] on every tick (in the sampler thread)
+        and may end the transfer by returning True.
+        """
+        self._count += 1
+        transfer_id = f"{self.prefix}-{self._count}"
+        max_bytes = self.limits.max_bytes if max_bytes is None else max_bytes
+        max_seconds = self.limits.max_seconds if max_seconds is None else max_seconds
+        upload = content is not None
+        progress = _Progress(max_seconds)
+        opened_before = self.backend.connections_opened
+        self.backend.transfer_id = transfer_id
+        wire_start: dict[str, int] = {}
+
+        def trace(name: str, info: dict) -> None:
+            if name == "http11.send_request_headers.started":
+                progress.stream = self.backend.current
+                if progress.stream is not None:
+                    wire_start.update(tcpinfo.read(progress.stream.raw) or {})
+                progress.started = time.monotonic()
+
+        req_headers = dict(headers or {})
+        if byte_range is not None:
+            req_headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        body: Iterator[bytes] | None = None
+        if upload:
+            req_headers["Content-Length"] = str(len(content))
+            body = _upload_chunks(content, progress)
+        request = self.client.build_request(
+            method, url, headers=req_headers, content=body, extensions={"trace": trace}
+        )
+        t0 = self.clock.now()
+        self.keys.network_events.append(
+            {"operation": "http_transaction_start", "t": t0, "transfer_id": transfer_id}
+        )
+        sampler = threading.Thread(
+            target=self._sample, args=(progress, transfer_id, stop_when), daemon=True
+        )
+        sampler.start()
+        status: int | None = None
+        content_type: str | None = None
+        resp_headers: list[list[str]] = []
+        failure: str | None = None
+        stopped_by = "complete"
+        body_length = 0
+        try:
+            response = self.client.send(request, stream=True)
+            progress.headers_at = time.monotonic()
+            status = response.status_code
+            content_type = response.headers.get("content-type")
+            resp_headers = [[k, v] for k, v in response.headers.items() if k in KEY_HEADERS]
+            stream = response.extensions.get("network_stream")
+            if isinstance(stream, ProbeStream):
+                progress.stream = stream
+            try:
+                stopped_by, body_length = self._read_body(
+                    response, progress, upload, max_bytes, sink
+                )
+            finally:
+                response.close()
+        except (_Stopped, httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
+            stopped_by, failure = _outcome(exc, progress, upload)
+        finally:
+            ended = time.monotonic()
+            progress.done.set()
+            sampler.join()
+        t = self.clock.now()
+        end = progress.stream
+        wire_end = end.final_tcp_info() if end is not None else None
+        if wire_end and progress.started is not None:
+            final = {"t_ms": _ms(ended - progress.started), **tcpinfo.summary(wire_end)}
+            progress.tcp_info.append(final)
+        self.keys.network_events.append({
+            "operation": "http_transaction_done", "t": t, "transfer_id": transfer_id,
+            "failure": failure,
+        })
+        if progress.callback_error is not None:
+            raise progress.callback_error  # a bug in the caller's stop_when, not a network fault
+        self.keys.requests.append({
+            "request": {
+                "method": method, "url": url, "x_transport": "tcp",
+                "headers_list": [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw
+                ],
+            },
+            "response": None if status is None else {
+                "code": status, "headers_list": resp_headers, "body_length": body_length,
+            },
+            "failure": failure, "t0": t0, "t": t, "transfer_id": transfer_id,
+        })
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        record = {
+            "transfer_id": transfer_id,
+            "role": role,
+            "url": url,
+            "host": host,
+            "sni": host if self.sni is None else self.sni,
+            "address": end.address if end else self.backend.address,
+            "port": parts.port or (443 if parts.scheme == "https" else 80),
+            "direction": "up" if upload else "down",
+            "method": method,
+            "status_code": status,
+            "content_type": content_type,
+            "bytes": progress.bytes,
+            "wire_bytes": _wire_bytes(wire_start, wire_end, upload),
+            "t0": t0,
+            "t": t,
+            **_timing(progress, stopped_by, upload, ended),
+            "failure": failure,
+            "stopped_by": stopped_by,
+            "samples": progress.samples,
+            "tcp_info": progress.tcp_info,
+            "connection_reused": (
+                self.backend.connections_opened == opened_before and progress.started is not None
+            ),
+        }
+        self.keys.transfers.append(record)
+        return record
+
+    def _read_body(
+        self, response: httpx.Response, progress: _Progress, upload: bool, max_bytes: int,
+        sink: Callable[[bytes], None] | None,
+    ) -> tuple[str, int]:
+        """Consume the body within the bounds; returns (stopped_by, body bytes read)."""
+        received = 0
+        length = response.headers.get("content-length", "")
+        expected = int(length) if length.isdigit() else None
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if not upload:
+                progress.add(len(chunk))
+            if sink is not None:
+                sink(chunk)
+            if progress.stop_reason is not None:
+                return progress.stop_reason, received
+            if not upload and progress.bytes >= max_bytes and received != expected:
+                return "max_bytes", received
+            if progress.past_deadline():
+                progress.stop("max_seconds")
+                return "max_seconds", received
+        return "complete", received
+
+    def _sample(self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None) -> None:
+        """Tick every sample_interval_s: cumulative bytes, TCP_INFO, deadline, stop_when."""
+        interval = self.limits.sample_interval_s
+        next_tick = time.monotonic() + interval
+        while not progress.done.wait(max(0.0, next_tick - time.monotonic())):
+            next_tick += interval
+            if progress.started is None:
+                continue
+            with progress.lock:
+                t_ms = _ms(time.monotonic() - progress.started)
+                progress.samples.append([t_ms, progress.bytes])
+                snapshot = [(float(s[0]), int(s[1])) for s in progress.samples]
+                cumulative = progress.bytes
+            self.keys.network_events.append({
+                "operation": "bytes_received_cumulative", "num_bytes": cumulative,
+                "t": self.clock.now(), "transfer_id": transfer_id,
+            })
+            stream = progress.stream
+            fields = tcpinfo.read(stream.raw) if stream is not None else None
+            if fields:
+                progress.tcp_info.append({"t_ms": t_ms, **tcpinfo.summary(fields)})
+            if progress.past_deadline():
+                progress.stop("max_seconds")
+            elif stop_when is not None and self._asks_to_stop(stop_when, snapshot, progress):
+                progress.stop("stable")
+
+    @staticmethod
+    def _asks_to_stop(
+        stop_when: StopWhen, snapshot: list[tuple[float, int]], progress: _Progress
+    ) -> bool:
+        """Call the caller's rule; if it crashes, end the transfer and re-raise in fetch."""
+        try:
+            return bool(stop_when(snapshot))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+            progress.callback_error = exc
+            progress.stop("error")
+            return False
+
+
+def _upload_chunks(content: bytes, progress: _Progress) -> Iterator[bytes]:
+    """Feed the request body in chunks so progress and bounds apply while sending."""
+    view = memoryview(content)
+    for offset in range(0, len(view), _UPLOAD_CHUNK):
+        if progress.stop_reason is not None:
+            raise _Stopped(progress.stop_reason)
+        if progress.past_deadline():
+            progress.stop("max_seconds")
+            raise _Stopped("max_seconds")
+        chunk = view[offset:offset + _UPLOAD_CHUNK]
+        yield bytes(chunk)
+        progress.add(len(chunk))
+
+
+def _outcome(exc: BaseException, progress: _Progress, upload: bool) -> tuple[str, str | None]:
+    """(stopped_by, failure) for an exception that ended the transfer."""
+    if progress.stop_reason is not None:
+        if progress.stop_reason == "max_seconds" and progress.bytes == 0:
+            return "max_seconds", GENERIC_TIMEOUT  # nothing arrived: no rate to report
+        return progress.stop_reason, None
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+        return "timeout", (None if progress.bytes > 0 and not upload else GENERIC_TIMEOUT)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, MeasuredConnectError):
+            return "error", cause.failure
+        cause = cause.__cause__
+    return "error", classify(exc)
+
+
+def _timing(progress: _Progress, stopped_by: str, upload: bool, ended: float) -> dict:
+    """duration_s, ttfb_ms (-> response headers), last_byte_ms and goodput_kbps.
+
+    The goodput span ends at the last byte when the object (or our byte budget)
+    arrived, else when we gave up: a stall is part of the rate a user gets.
+    """
+    started = progress.started
+    if started is None:
+        return {"duration_s": None, "ttfb_ms": None, "last_byte_ms": None, "goodput_kbps": None}
+    last = progress.last_byte
+    if upload and progress.headers_at is not None:
+        last = progress.headers_at  # the server has every byte once it answers
+    end = (last or progress.headers_at or ended) if stopped_by in _BY_DATA else ended
+    duration = round(end - started, 6)
+    return {
+        "duration_s": duration,
+        "ttfb_ms": _ms(progress.headers_at - started) if progress.headers_at else None,
+        "last_byte_ms": _ms(last - started) if last is not None else None,
+        "goodput_kbps": round(progress.bytes * 8 / 1000 / duration, 3) if duration > 0 else None,
+    }
+
+
+def _wire_bytes(start: dict[str, int], end: dict[str, int] | None, upload: bool) -> int | None:
+    """Bytes on the TCP stream during the transfer (TLS and HTTP framing included)."""
+    key = "bytes_acked" if upload else "bytes_received"
+    if not end or key not in start or key not in end:
+        return None
+    return end[key] - start[key]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
