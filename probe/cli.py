@@ -17,6 +17,7 @@ from probe import __version__
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
+EXPERIMENTS = ("sni", "split", "upload")
 
 
 class LazyGroup(click.Group):
@@ -42,6 +43,7 @@ class LazyGroup(click.Group):
         "serve": "probe.server.cli:serve",
         "lab": "probe.lab.cli:lab",
         "analyze": "analysis.cli:analyze",
+        "locate": "probe.experiments.cli:locate",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -128,6 +130,15 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--allow-net", "allow_nets", multiple=True, callback=_nets, metavar="CIDR",
               help="Treat answers in this network as genuine, not bogons (for labs using "
                    "documentation prefixes); repeatable.")
+@click.option("--server", metavar="URL",
+              help="A measurement server (`probe serve`) for the differential experiments, "
+                   "e.g. https://measure.example.org:8443.")
+@click.option("--experiments", default="sni,split,upload", show_default=True, metavar="LIST",
+              help="Comma-separated experiments to run when --server is given: sni, split, "
+                   "upload.")
+@click.option("--no-early-stop", is_flag=True,
+              help="Always use the full --max-bytes/--max-seconds instead of stopping a "
+                   "transfer once its rate estimate is stable.")
 @click.option("--label", help="Free-text network label stored in run.json (e.g. 'mts-mobile').")
 @click.option("--out", default=Path("results"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
@@ -136,8 +147,9 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
               help="No progress or summary (for cron); still prints the result folder.")
 def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict, max_bytes: int,
-        max_seconds: float, dns_timeout: float, allow_nets: list[str], label: str | None,
-        out: Path, quiet: bool) -> None:
+        max_seconds: float, dns_timeout: float, allow_nets: list[str], server: str | None,
+        experiments: str, no_early_stop: bool, label: str | None, out: Path,
+        quiet: bool) -> None:
     """Measure every target and write a result folder.
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
@@ -153,6 +165,11 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     from probe.results.folder import OutputError
     from probe.runner import RunConfig, Runner
 
+    experiment_names = [e.strip() for e in experiments.split(",") if e.strip()]
+    unknown = sorted(set(experiment_names) - set(EXPERIMENTS))
+    if unknown:
+        raise click.BadParameter(f"unknown experiment(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(EXPERIMENTS)}", param_hint="--experiments")
     files = list(target_files) or targets_mod.default_paths()
     try:
         loaded = targets_mod.load(files)
@@ -164,6 +181,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         system_resolver=not no_system_resolver, ca_bundle=ca_bundle, connect_to=connect_to,
         limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds),
         allow_nets=allow_nets, dns_timeout=dns_timeout, label=label,
+        early_stop=not no_early_stop, server=server, experiments=experiment_names,
     )
     show = not quiet and sys.stderr.isatty()
     progress = None

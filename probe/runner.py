@@ -10,17 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
+import ssl
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from probe import __version__
+from probe.budget import Budget, measurement_bytes
 from probe.measure import dns, media
 from probe.measure.clock import Clock
 from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
-from probe.measure.transfer import Limits, Session
+from probe.measure.transfer import Limits, Session, StopWhen
 from probe.results import csvs
 from probe.results import folder as run_folder
 from probe.results.jsonl import JsonlWriter
@@ -46,6 +49,10 @@ class RunConfig:
     allow_nets: list[str] = field(default_factory=list)
     dns_timeout: float = 5.0
     label: str | None = None
+    budget: Budget = field(default_factory=Budget)
+    early_stop: bool = True
+    server: str | None = None
+    experiments: list[str] = field(default_factory=list)
 
     def as_options(self) -> dict:
         return {
@@ -60,6 +67,10 @@ class RunConfig:
             "max_seconds": self.limits.max_seconds,
             "allow_nets": self.allow_nets,
             "label": self.label,
+            "budget": self.budget.describe(),
+            "early_stop": self.early_stop,
+            "server": self.server,
+            "experiments": self.experiments,
         }
 
 
@@ -83,9 +94,31 @@ class Runner:
     def __init__(self, config: RunConfig, targets: list[Target], observer: Observer = _silent):
         self.config = config
         self.targets = interleave(targets)
+        self.items: list[Target | Experiment] = self._items()
         self.observer = observer
         self.ssl_context = make_context(config.ca_bundle)
         self.resolvers = self._resolvers()
+        self.stop_reason: str | None = None
+        self.stop_when = None
+        if config.early_stop:
+            # The estimator the analysis trusts decides when a rate is known (and
+            # pulls in pandas, so it is imported only when used).
+            from analysis.rates import stop_when
+
+            self.stop_when = stop_when
+
+    def _items(self) -> list[Target | Experiment]:
+        """Targets, then the differential experiments woven in among them."""
+        if not (self.config.server and self.config.experiments):
+            return list(self.targets)
+        from probe.experiments import plan as plan_experiments
+
+        experiments = plan_experiments(self.config.server, self.config.experiments)
+        return _weave(list(self.targets), list(experiments))
+
+    def request_stop(self, reason: str) -> None:
+        """Finish the measurement in flight, then stop (e.g. on SIGTERM)."""
+        self.stop_reason = self.stop_reason or reason
 
     def _resolvers(self) -> list[dns.Resolver]:
         found = dns.system_resolvers(self.config.resolv_conf) if self.config.system_resolver else []
@@ -105,67 +138,131 @@ class Runner:
             label=self.config.label,
         )
         run_folder.write_run_json(folder, info)
-        plan = [(rep, t) for rep in range(self.config.repeat) for t in self.targets]
+        plan = [(rep, item) for rep in range(self.config.repeat) for item in self.items]
         self.observer("start", len(plan))
         done: list[dict] = []
         status = "complete"
         try:
             with JsonlWriter(folder / "measurements.jsonl") as writer:
                 for rep, target in plan:
+                    if self.config.budget.exhausted():
+                        self.request_stop("budget")
+                    if self.stop_reason:
+                        break
                     self.observer("measuring", target)
                     m = self.measure(target, rep, run_id)
                     writer.append(m)
                     done.append(m)
+                    self.config.budget.charge(measurement_bytes(m))
                     self.observer("measured", m)
         except KeyboardInterrupt:
-            status = "interrupted"
+            self.request_stop("interrupted")
             raise
         finally:
+            if self.stop_reason == "budget":
+                status = "budget-exhausted"
+            elif self.stop_reason:
+                status = "interrupted"
             csvs.write_all(folder, done)
             info.update(end=run_folder.iso(run_folder.utc_now()), status=status,
-                        measurements=len(done))
+                        stop_reason=self.stop_reason, measurements=len(done),
+                        planned_measurements=len(plan), bytes_used=self.config.budget.used,
+                        budget=self.config.budget.describe())
             run_folder.write_run_json(folder, info)
         return RunResult(folder=folder, run_id=run_id, measurements=done)
 
-    def measure(self, target: Target, repetition: int, run_id: str) -> dict:
-        """Measure one target once; never raises for network faults (nor for our bugs)."""
+    def measure(self, item: Target | Experiment, repetition: int, run_id: str) -> dict:
+        """Measure one target (or run one experiment) once; never raises for network
+        faults, nor for our own bugs: those are recorded and the run goes on."""
         started = run_folder.utc_now()
         clock = Clock()
         keys = TestKeys()
         measurement_id = f"{run_id}-{secrets.token_hex(4)}"
+        ctx = self.context()
         extra: dict = {}
         try:
-            extra = self._measure_into(keys, clock, target, measurement_id)
+            if isinstance(item, Target):
+                extra = measure_target(ctx, keys, clock, item, measurement_id)
+            else:
+                extra = item.run(ctx, keys, clock, measurement_id)
         except Exception as exc:  # a bug must not cost the rest of the run
             extra = {"failure": f"unknown_failure: internal error: {type(exc).__name__}: {exc}",
                      "internal_error": traceback.format_exc(limit=8)}
+        target = item if isinstance(item, Target) else item.target
+        experiment = "target" if isinstance(item, Target) else item.name
         return envelope(
             run_id=run_id, measurement_id=measurement_id, started=started,
             runtime=clock.now(), target=target, repetition=repetition,
-            experiment="target", keys=keys, extra=extra,
+            experiment=experiment, keys=keys, extra=extra,
         )
 
-    def _measure_into(self, keys: TestKeys, clock: Clock, target: Target, mid: str) -> dict:
-        host = target.host
-        pinned = target.connect_to or self.config.connect_to.get(host)
-        if not _is_ip(host):
-            keys.queries.extend(
-                dns.measure(host, self.resolvers, clock, timeout=self.config.dns_timeout,
-                            ca_bundle=self.config.ca_bundle, allow_nets=self.config.allow_nets)
-            )
-        consistency = dns.consistency(keys.queries, self.config.allow_nets)
-        address = pinned or (host if _is_ip(host) else
-                             dns.pick_address(keys.queries, self.config.allow_nets))
-        extra = {"dns_consistency": consistency, "address": address}
+    def context(self) -> MeasureContext:
+        """What one measurement needs, with the object limits shrunk to the data budget."""
+        limits = self.config.limits
+        remaining = self.config.budget.remaining()
+        if remaining is not None and remaining < limits.max_bytes:
+            limits = replace(limits, max_bytes=max(1, remaining))
+        return MeasureContext(
+            resolvers=self.resolvers, ssl_context=self.ssl_context, limits=limits,
+            stop_when=self.stop_when, allow_nets=self.config.allow_nets,
+            dns_timeout=self.config.dns_timeout, ca_bundle=self.config.ca_bundle,
+            connect_to=self.config.connect_to,
+        )
+
+
+@dataclass
+class MeasureContext:
+    """The run-wide settings a single measurement (or experiment) works with."""
+
+    resolvers: list[dns.Resolver]
+    ssl_context: ssl.SSLContext
+    limits: Limits
+    stop_when: StopWhen | None
+    allow_nets: list[str]
+    dns_timeout: float
+    ca_bundle: Path | None
+    connect_to: dict[str, str]
+
+    def resolve(self, keys: TestKeys, clock: Clock, host: str, pinned: str | None) -> dict:
+        """DNS for `host` into `keys.queries`; returns `address` (None: no usable answer),
+        the consistency flags and, without an address, the DNS failure."""
+        if _is_ip(host):
+            return {"address": host.strip("[]"), "dns_consistency": dns.consistency([])}
+        keys.queries.extend(
+            dns.measure(host, self.resolvers, clock, timeout=self.dns_timeout,
+                        ca_bundle=self.ca_bundle, allow_nets=self.allow_nets)
+        )
+        pinned = pinned or self.connect_to.get(host.lower())
+        address = pinned or dns.pick_address(keys.queries, self.allow_nets)
+        out = {"address": address,
+               "dns_consistency": dns.consistency(keys.queries, self.allow_nets)}
         if address is None:
-            extra["failure"] = _dns_failure(keys.queries)
-            return extra
-        with Session(keys, clock, address=address, sni=target.sni,
-                     ssl_context=self.ssl_context, limits=self.config.limits,
-                     transfer_prefix=mid) as session:
-            media.measure_target(session, target.url, target.kind, self.config.limits)
-        extra["failure"] = first_failure(keys)
+            out["failure"] = _dns_failure(keys.queries)
+        return out
+
+
+class Experiment(Protocol):
+    """A differential experiment (probe/experiments/): one measurement of the run."""
+
+    name: str  # the `experiment` column: sni, split, upload
+    target: Target  # what the rows are labelled with (synthesised, not from a file)
+
+    def run(self, ctx: MeasureContext, keys: TestKeys, clock: Clock, mid: str) -> dict: ...
+
+
+def measure_target(ctx: MeasureContext, keys: TestKeys, clock: Clock, target: Target,
+                   mid: str) -> dict:
+    """A listed target: DNS, then TCP, TLS and the media transfers on the address found."""
+    extra = ctx.resolve(keys, clock, target.host, target.connect_to)
+    if extra["address"] is None:
         return extra
+    with Session(keys, clock, address=extra["address"], sni=target.sni,
+                 ssl_context=ctx.ssl_context, limits=ctx.limits,
+                 transfer_prefix=mid) as session:
+        media.measure_target(session, target.url, target.kind, ctx.limits,
+                             stop_when=ctx.stop_when)
+    extra["failure"] = first_failure(keys)
+    return extra
 
 
 def envelope(*, run_id: str, measurement_id: str, started: dt.datetime, runtime: float,
@@ -205,6 +302,21 @@ def envelope(*, run_id: str, measurement_id: str, started: dt.datetime, runtime:
         "experiment": experiment,
         "test_keys": test_keys,
     }
+
+
+def _weave(a: list, b: list) -> list:
+    """Spread the items of `b` evenly among those of `a` (both orders kept)."""
+    if not a or not b:
+        return a + b
+    out, step = [], (len(a) + len(b)) / len(b)
+    j = 0
+    for i in range(len(a) + len(b)):
+        if j < len(b) and i >= round(j * step + step / 2 - 0.5):
+            out.append(b[j])
+            j += 1
+        else:
+            out.append(a[i - j])
+    return out
 
 
 def first_failure(keys: TestKeys) -> str | None:

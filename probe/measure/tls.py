@@ -149,6 +149,9 @@ class BioChannel:
         self._incoming = incoming
         self._outgoing = outgoing
         self._rbuf = memoryview(bytearray(self.RECV_BYTES))
+        # The socket said EOF. Not MemoryBIO.eof: that stays False while a torn
+        # record is buffered, and waiting for its end would spin forever.
+        self._socket_eof = False
 
     @classmethod
     def connect(
@@ -201,6 +204,7 @@ class BioChannel:
         if n:
             self._incoming.write(self._rbuf[:n])
         else:
+            self._socket_eof = True
             self._incoming.write_eof()
 
     def settimeout(self, value: float | None) -> None:
@@ -219,7 +223,7 @@ class BioChannel:
             try:
                 n = self.sslobj.read(nbytes - total, view[total:])
             except ssl.SSLWantReadError:
-                if total or self._incoming.eof:
+                if total or self._socket_eof:
                     break
                 self._fill()
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):

@@ -232,6 +232,12 @@ class Session:
         if wire_end and progress.started is not None:
             final = {"t_ms": _ms(ended - progress.started), **tcpinfo.summary(wire_end)}
             progress.tcp_info.append(final)
+        if progress.started is not None and not upload:
+            # The last count, so even a transfer shorter than one tick has its total.
+            self.keys.network_events.append({
+                "operation": "bytes_received_cumulative", "num_bytes": progress.bytes,
+                "t": t, "transfer_id": transfer_id,
+            })
         self.keys.network_events.append({
             "operation": "http_transaction_done", "t": t, "transfer_id": transfer_id,
             "failure": failure,

@@ -1,0 +1,216 @@
+"""`probe run` end to end on loopback: real DNS and TLS servers, the real CLI in a subprocess.
+
+Covers what issue 2 promises a volunteer and a researcher: the folder and its
+files, the path printed last, interleaving, failures as results, bad input as
+exit 2 with nothing written, and a `kill -9` that leaves rebuildable results.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from probe.lab.dns_server import DnsServer
+from tests.servers.http_servers import TestServer, closed_port, server_context
+
+PROBE = [sys.executable, "-m", "probe"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, test_ca):
+    """A TLS origin for every name, a DNS server that names it, and a closed port."""
+    issued = test_ca.issue(["pbs.twimg.com", "images.control.test", "wrong.test"])
+    zone = {"ttl": 60, "records": {
+        "pbs.twimg.com": {"A": ["127.0.0.1"]},
+        "images.control.test": {"A": ["127.0.0.1"]},
+        "refused.test": {"A": ["127.0.0.1"]},
+    }}
+    with TestServer(server_context(issued.cert, issued.key)) as origin, \
+            DnsServer(zone) as dns_server:
+        yield {"origin": origin, "dns": dns_server, "ca": test_ca.cert_path,
+               "closed": closed_port(), "dir": tmp_path_factory.mktemp("world")}
+
+
+def _targets(world: dict, body: str) -> Path:
+    path = world["dir"] / f"targets-{time.monotonic_ns()}.toml"
+    path.write_text(body.replace("PORT", str(world["origin"].port))
+                    .replace("CLOSED", str(world["closed"])))
+    return path
+
+
+BASIC = """
+[[target]]
+name = "tw-image"
+url = "https://pbs.twimg.com:PORT/bytes/200000"
+family = "twitter"
+kind = "image"
+pair = "ctl-image"
+
+[[target]]
+name = "tw-image-2"
+url = "https://pbs.twimg.com:PORT/bytes/50000"
+family = "twitter"
+kind = "image"
+
+[[target]]
+name = "ctl-image"
+url = "https://images.control.test:PORT/bytes/200000"
+family = "control"
+kind = "image"
+
+[[target]]
+name = "refused"
+url = "https://refused.test:CLOSED/x.jpg"
+family = "control"
+kind = "image"
+
+[[target]]
+name = "nxdomain"
+url = "https://no-such-name.test:PORT/x.jpg"
+family = "control"
+kind = "image"
+"""
+
+
+def _run(world: dict, targets: Path, out: Path, *extra: str, **kw) -> subprocess.CompletedProcess:
+    dns_host, dns_port = world["dns"].host, world["dns"].port
+    cmd = PROBE + ["run", "--targets", str(targets), "--no-system-resolver",
+                   "--resolver", f"{dns_host}:{dns_port}", "--ca-bundle", str(world["ca"]),
+                   "--allow-net", "127.0.0.0/8", "--out", str(out), "--dns-timeout", "2",
+                   *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PROBE_LOCK_FILE": str(out / ".lock")}, **kw)
+
+
+def _csv(folder: Path, name: str) -> list[dict]:
+    with open(folder / name) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_writes_a_complete_folder(world: dict, tmp_path: Path) -> None:
+    res = _run(world, _targets(world, BASIC), tmp_path, "--repeat", "2", "--quiet")
+    assert res.returncode == 0, res.stderr
+    folder = Path(res.stdout.strip().splitlines()[-1])
+    assert folder.parent == tmp_path and folder.is_dir()
+    assert res.stdout.strip() == str(folder)  # --quiet: only the path
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "complete" and info["measurements"] == 10
+    assert info["end"] and info["probe_version"]
+    assert all(len(h) == 64 for h in info["target_files"].values())
+
+    ms = [json.loads(line) for line in open(folder / "measurements.jsonl")]
+    assert [m["target"]["name"] for m in ms[:5]] == [
+        "tw-image", "ctl-image", "tw-image-2", "refused", "nxdomain"]  # interleaved
+    assert {m["repetition"] for m in ms} == {0, 1}
+    failures = {m["target"]["name"]: m["test_keys"]["failure"] for m in ms}
+    assert failures == {"tw-image": None, "tw-image-2": None, "ctl-image": None,
+                        "refused": "connection_refused", "nxdomain": "dns_nxdomain_error"}
+    env = ms[0]
+    for key in ("measurement_start_time", "test_runtime", "input", "test_keys"):
+        assert key in env
+    for key in ("queries", "tcp_connect", "tls_handshakes", "requests", "network_events"):
+        assert env["test_keys"][key], key
+    assert any(e["operation"] == "bytes_received_cumulative"
+               for e in env["test_keys"]["network_events"])
+
+    transfers = _csv(folder, "transfers.csv")
+    ok = [t for t in transfers if t["target"] == "tw-image"]
+    assert len(ok) == 2 and all(int(t["bytes"]) == 200000 for t in ok)
+    assert all(t["sni"] == "pbs.twimg.com" and t["address"] == "127.0.0.1" for t in ok)
+    assert all(float(t["goodput_kbps"]) > 0 and t["failure"] == "" for t in ok)
+    samples = [s for s in _csv(folder, "samples.csv") if s["transfer_id"] == ok[0]["transfer_id"]]
+    assert samples and int(samples[-1]["bytes"]) == 200000
+    tls = _csv(folder, "tls.csv")
+    assert {r["verified"] for r in tls} == {"true"}
+    dns_rows = _csv(folder, "dns.csv")
+    assert {r["rcode"] for r in dns_rows if r["hostname"] == "no-such-name.test"} == {"NXDOMAIN"}
+    assert any(r["success"] == "false" and r["failure"] == "connection_refused"
+               for r in _csv(folder, "tcp.csv"))
+
+
+def test_summary_and_path_without_quiet(world: dict, tmp_path: Path) -> None:
+    res = _run(world, _targets(world, BASIC), tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert Path(lines[-1]).is_dir()
+    text = res.stdout
+    assert "tw-image" in text and "connection_refused" in text and "dns_nxdomain_error" in text
+
+
+@pytest.mark.parametrize("body, where, what", [
+    ('[[target]]\nname = "a"\nurl = "https://x.test/"\nfamily = "twitter"\nkind = "image"\n'
+     'colour = "red"\n', ":6:", "colour"),
+    ('[[target]]\nname = "a"\nurl = "ftp://x.test/"\nfamily = "twitter"\nkind = "image"\n',
+     ":3:", "url"),
+    ('[[target]\nname = "a"\n', ":1", ""),
+])
+def test_bad_targets_exit_2_and_write_nothing(world: dict, tmp_path: Path, body: str,
+                                              where: str, what: str) -> None:
+    targets = tmp_path / "bad.toml"
+    targets.write_text(body)
+    out = tmp_path / "out"
+    res = _run(world, targets, out)
+    assert res.returncode == 2
+    assert f"{targets}{where}" in res.stderr and what in res.stderr
+    assert not out.exists() or not any(p for p in out.iterdir() if p.name != ".lock")
+    assert res.stdout == ""
+
+
+SLOW = """
+[[target]]
+name = "slow-1"
+url = "https://pbs.twimg.com:PORT/slow/60000?kbps=400"
+family = "twitter"
+kind = "image"
+
+[[target]]
+name = "slow-2"
+url = "https://images.control.test:PORT/slow/60000?kbps=400"
+family = "control"
+kind = "image"
+"""
+
+
+def test_kill_9_leaves_rebuildable_results(world: dict, tmp_path: Path) -> None:
+    dns_host, dns_port = world["dns"].host, world["dns"].port
+    cmd = PROBE + ["run", "--targets", str(_targets(world, SLOW)), "--repeat", "20",
+                   "--no-system-resolver", "--resolver", f"{dns_host}:{dns_port}",
+                   "--ca-bundle", str(world["ca"]), "--allow-net", "127.0.0.0/8",
+                   "--out", str(tmp_path), "--quiet", "--no-early-stop"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PROBE_LOCK_FILE": str(tmp_path / ".lock")})
+    try:
+        deadline = time.monotonic() + 60
+        jsonl = None
+        while time.monotonic() < deadline:
+            found = list(tmp_path.glob("*/measurements.jsonl"))
+            if found and len(found[0].read_text().splitlines()) >= 2:
+                jsonl = found[0]
+                break
+            time.sleep(0.1)
+        assert jsonl is not None, "the run wrote no measurement in time"
+        time.sleep(0.5)  # now mid-transfer of a later measurement
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    folder = jsonl.parent
+    lines = jsonl.read_text().splitlines()
+    written = [json.loads(line) for line in lines]  # every line parses
+    assert len(written) >= 2
+    assert json.loads((folder / "run.json").read_text())["status"] == "running"
+    res = subprocess.run(PROBE + ["rebuild", str(folder)], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    transfers = _csv(folder, "transfers.csv")
+    assert len(transfers) == len(written)
+    assert {t["measurement_id"] for t in transfers} == {m["measurement_id"] for m in written}
