@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from probe.results.atomic import write_text
+from probe.state import state_dir
 
 MB = 1_000_000
 # What a measurement moves besides HTTP payload, estimated: a TLS handshake with
@@ -35,8 +35,7 @@ def measurement_bytes(measurement: dict) -> int:
 
 
 def default_ledger_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "throttle-probe" / "usage.json"
+    return state_dir() / "usage.json"
 
 
 @dataclass

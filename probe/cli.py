@@ -6,10 +6,14 @@ matplotlib for analysis) are imported only when used, so a cron run starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import ipaddress
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -139,32 +143,59 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--no-early-stop", is_flag=True,
               help="Always use the full --max-bytes/--max-seconds instead of stopping a "
                    "transfer once its rate estimate is stable.")
+@click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
+              help="Stop starting transfers once this run has moved MB megabytes (10^6 B).")
+@click.option("--daily-budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
+              help="Rolling cap across runs for the current UTC day (kept in the state dir).")
+@click.option("--monthly-budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
+              help="Rolling cap across runs for the current UTC month.")
 @click.option("--label", help="Free-text network label stored in run.json (e.g. 'mts-mobile').")
 @click.option("--out", default=Path("results"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder under which the run's result folder is created.")
+@click.option("--wait", is_flag=True,
+              help="If another run holds the lock, wait for it instead of exiting with 3.")
+@click.option("--jitter", type=click.FloatRange(0, 3600), default=0, metavar="SECONDS",
+              help="Sleep a random 0..SECONDS before measuring (spreads scheduled runs).")
+@click.option("--yes", "-y", is_flag=True,
+              help="Accept the explanation of what is measured and its risk (asked once at "
+                   "a terminal otherwise).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also log to this file, rotated at 1 MB (5 kept); for scheduled runs.")
+@click.option("--verbose", "-v", is_flag=True, help="Log each step to stderr.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress or summary (for cron); still prints the result folder.")
 def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict, max_bytes: int,
         max_seconds: float, dns_timeout: float, allow_nets: list[str], server: str | None,
-        experiments: str, no_early_stop: bool, label: str | None, out: Path,
+        experiments: str, no_early_stop: bool, budget_mb: float | None,
+        daily_budget_mb: float | None, monthly_budget_mb: float | None, label: str | None,
+        out: Path, wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
         quiet: bool) -> None:
     """Measure every target and write a result folder.
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
     TLS handshake and the HTTP(S) transfer with a throughput time series and
     TCP_INFO. Twitter and control targets are interleaved so both see the same
-    network. The result folder's path is the last line printed.
+    network. With --server, the differential experiments run among them. The
+    result folder's path is the last line printed.
 
-    Exit status: 0 when the run completed (whatever it found), 2 for bad input,
-    1 for an internal error.
+    One run at a time: a second run exits with 3 (or waits with --wait).
+    SIGINT/SIGTERM finish the measurement in flight, write the results and exit 0;
+    a second signal stops at once (the results written so far stay valid).
+
+    Exit status: 0 when the run completed (whatever it found, also when a budget
+    or a signal stopped it), 2 for bad input or unwritable results, 3 when
+    another run holds the lock, 1 for an internal error.
     """
+    from probe import consent, lock
     from probe import targets as targets_mod
+    from probe.budget import MB, Budget, Ledger, default_ledger_path
     from probe.measure.transfer import Limits
     from probe.results.folder import OutputError
     from probe.runner import RunConfig, Runner
 
+    _setup_logging(verbose, log_file)
     experiment_names = [e.strip() for e in experiments.split(",") if e.strip()]
     unknown = sorted(set(experiment_names) - set(EXPERIMENTS))
     if unknown:
@@ -174,30 +205,66 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     try:
         loaded = targets_mod.load(files)
     except targets_mod.TargetError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    config = RunConfig(
-        target_files=files, out=out, repeat=repeat, resolvers=resolver + doh,
-        system_resolver=not no_system_resolver, ca_bundle=ca_bundle, connect_to=connect_to,
-        limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds),
-        allow_nets=allow_nets, dns_timeout=dns_timeout, label=label,
-        early_stop=not no_early_stop, server=server, experiments=experiment_names,
-    )
-    show = not quiet and sys.stderr.isatty()
-    progress = None
-    if show:
-        from probe.progress import TerminalProgress
-
-        progress = TerminalProgress()
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
     try:
+        consent_state = consent.ensure(
+            interactive, yes, lambda text: click.confirm(f"{text}\nMeasure now?", err=True))
+    except consent.ConsentRefused as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    run_lock = lock.RunLock()
+    try:
+        run_lock.acquire(wait=wait)
+    except lock.LockedError as exc:
+        _fail(f"error: {exc}", lock.EXIT_LOCKED)
+    try:
+        if jitter:
+            import random
+            import time
+
+            time.sleep(random.uniform(0, jitter))
+        daily = daily_budget_mb and int(daily_budget_mb * MB)
+        monthly = monthly_budget_mb and int(monthly_budget_mb * MB)
+        budget = Budget(
+            run_limit=int(budget_mb * MB) if budget_mb else None,
+            daily_limit=daily or None, monthly_limit=monthly or None,
+            ledger=Ledger(default_ledger_path()) if (daily or monthly) else None,
+        )
+        config = RunConfig(
+            target_files=files, out=out, repeat=repeat, resolvers=resolver + doh,
+            system_resolver=not no_system_resolver, ca_bundle=ca_bundle, connect_to=connect_to,
+            limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds),
+            allow_nets=allow_nets, dns_timeout=dns_timeout, label=label, budget=budget,
+            early_stop=not no_early_stop, server=server, experiments=experiment_names,
+            consent=consent_state,
+        )
+        progress = None
+        if not quiet and sys.stderr.isatty():
+            from probe.progress import TerminalProgress
+
+            progress = TerminalProgress()
         runner = Runner(config, loaded, observer=progress or (lambda e, p: None))
-        result = runner.run()
-    except OutputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        try:
+            with _graceful_signals(runner):
+                result = runner.run()
+        except OutputError as exc:
+            _fail(f"error: {exc}", EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            if progress:
+                progress.stop()
+            click.echo("interrupted; the measurements written so far are in the folder",
+                       err=True)
+            if runner.folder:
+                click.echo(str(runner.folder))
+            sys.exit(130)
+        finally:
+            if progress:
+                progress.stop()
     finally:
-        if progress:
-            progress.stop()
+        run_lock.release()
+    if runner.stop_reason:
+        click.echo(f"stopped early ({runner.stop_reason}); what was measured is saved",
+                   err=True)
     if not quiet:
         from rich.console import Console
 
@@ -205,6 +272,54 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
 
         Console().print(summary_table(result.measurements))
     click.echo(str(result.folder))
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(status)
+
+
+def _setup_logging(verbose: bool, log_file: Path | None) -> None:
+    """--verbose: steps to stderr; --log-file: the same, rotated, for unattended runs."""
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    logger = logging.getLogger("probe")
+    logger.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    if log_file:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handler = RotatingFileHandler(log_file, maxBytes=1_000_000, backupCount=5)
+        except OSError as exc:
+            _fail(f"error: cannot write log file {log_file}: {exc.strerror or exc}",
+                  EXIT_BAD_INPUT)
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+
+
+@contextlib.contextmanager
+def _graceful_signals(runner) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the measurement in flight, then stop. Second: stop now."""
+    import logging
+
+    def handler(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if runner.stop_reason:
+            raise KeyboardInterrupt
+        logging.getLogger("probe").warning("%s: finishing the measurement in flight", name)
+        runner.request_stop(name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @main.command()

@@ -1,4 +1,9 @@
-"""One probe run at a time per user: two runs would disturb each other's measurements."""
+"""One probe run at a time per network: two runs would disturb each other's measurements.
+
+The lock is per user and per network namespace, so labs in other namespaces
+(each its own network) do not block each other, while two runs on the same
+network always do.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,16 @@ class LockedError(Exception):
 
 
 def default_path() -> Path:
-    """`$PROBE_LOCK_FILE`, else a per-user file in the runtime dir (or /tmp)."""
+    """`$PROBE_LOCK_FILE`, else a per-user, per-network-namespace file in the runtime dir."""
     if os.environ.get("PROBE_LOCK_FILE"):
         return Path(os.environ["PROBE_LOCK_FILE"])
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) if runtime and Path(runtime).is_dir() else Path("/tmp")
-    return base / f"throttle-probe-{os.getuid()}.lock"
+    try:
+        netns = f"-{os.stat('/proc/self/ns/net').st_ino}"
+    except OSError:
+        netns = ""
+    return base / f"throttle-probe-{os.getuid()}{netns}.lock"
 
 
 class RunLock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import secrets
 import ssl
 import traceback
@@ -24,11 +25,14 @@ from probe.measure.clock import Clock
 from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
 from probe.measure.transfer import Limits, Session, StopWhen
+from probe.privacy import Scrubber, local_addresses
 from probe.results import csvs
 from probe.results import folder as run_folder
+from probe.results.folder import OutputError
 from probe.results.jsonl import JsonlWriter
 from probe.targets import Target, interleave
 
+log = logging.getLogger("probe")
 TEST_NAME = "throttle_probe"
 TEST_VERSION = "0.1.0"
 
@@ -53,6 +57,7 @@ class RunConfig:
     early_stop: bool = True
     server: str | None = None
     experiments: list[str] = field(default_factory=list)
+    consent: str = "not-asked"
 
     def as_options(self) -> dict:
         return {
@@ -99,6 +104,8 @@ class Runner:
         self.ssl_context = make_context(config.ca_bundle)
         self.resolvers = self._resolvers()
         self.stop_reason: str | None = None
+        self.folder: Path | None = None
+        self.scrubber = Scrubber(local_addresses())
         self.stop_when = None
         if config.early_stop:
             # The estimator the analysis trusts decides when a rate is known (and
@@ -128,6 +135,7 @@ class Runner:
         start = run_folder.utc_now()
         run_id = run_folder.new_run_id(start)
         folder = run_folder.create(self.config.out, run_id)
+        self.folder = folder
         info = run_folder.base_run_info(run_id, start)
         info.update(
             options=self.config.as_options(),
@@ -136,40 +144,60 @@ class Runner:
                        for r in self.resolvers],
             targets=len(self.targets),
             label=self.config.label,
+            consent=self.config.consent,
         )
-        run_folder.write_run_json(folder, info)
+        self._write_info(folder, info)
         plan = [(rep, item) for rep in range(self.config.repeat) for item in self.items]
+        log.info("run %s: %d measurements planned, results in %s", run_id, len(plan), folder)
         self.observer("start", len(plan))
         done: list[dict] = []
-        status = "complete"
+        write_error: OutputError | None = None
         try:
             with JsonlWriter(folder / "measurements.jsonl") as writer:
-                for rep, target in plan:
+                for rep, item in plan:
                     if self.config.budget.exhausted():
                         self.request_stop("budget")
                     if self.stop_reason:
+                        log.warning("stopping before %d planned measurements: %s",
+                                    len(plan) - len(done), self.stop_reason)
                         break
-                    self.observer("measuring", target)
-                    m = self.measure(target, rep, run_id)
-                    writer.append(m)
+                    self.observer("measuring", item)
+                    m = self.scrubber.record(self.measure(item, rep, run_id))
+                    try:
+                        writer.append(m)
+                    except OSError as exc:
+                        write_error = OutputError(
+                            f"cannot write {writer.path}: {exc.strerror or exc}")
+                        raise write_error from exc
                     done.append(m)
                     self.config.budget.charge(measurement_bytes(m))
+                    log.info("%s: %s", m["target"]["name"],
+                             m["test_keys"].get("failure") or "ok")
                     self.observer("measured", m)
         except KeyboardInterrupt:
             self.request_stop("interrupted")
             raise
         finally:
-            if self.stop_reason == "budget":
-                status = "budget-exhausted"
-            elif self.stop_reason:
-                status = "interrupted"
-            csvs.write_all(folder, done)
+            status = {None: "complete", "budget": "budget-exhausted"}.get(
+                self.stop_reason, "interrupted")
+            if write_error:
+                status = "write-error"
             info.update(end=run_folder.iso(run_folder.utc_now()), status=status,
                         stop_reason=self.stop_reason, measurements=len(done),
                         planned_measurements=len(plan), bytes_used=self.config.budget.used,
                         budget=self.config.budget.describe())
-            run_folder.write_run_json(folder, info)
+            try:
+                csvs.write_all(folder, done)
+                self._write_info(folder, info)
+            except OSError as exc:
+                if write_error is None:  # the first write error is the one to report
+                    raise OutputError(f"cannot write results in {folder}: "
+                                      f"{exc.strerror or exc}") from exc
+        log.info("run %s %s: %d measurements", run_id, status, len(done))
         return RunResult(folder=folder, run_id=run_id, measurements=done)
+
+    def _write_info(self, folder: Path, info: dict) -> None:
+        run_folder.write_run_json(folder, self.scrubber.record(info))
 
     def measure(self, item: Target | Experiment, repetition: int, run_id: str) -> dict:
         """Measure one target (or run one experiment) once; never raises for network

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from probe.lab.ca import CertificateAuthority
+from probe.lab.dns_server import DnsServer
+from tests.servers.http_servers import TestServer, closed_port, server_context
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (network namespaces, iptables, raw sockets)"
@@ -23,9 +25,25 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 @pytest.fixture(scope="session")
 def foreign_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     """A CA the probe does not trust: plays a TLS interceptor."""
-    return CertificateAuthority(tmp_path_factory.mktemp("foreign-ca"), name="Foreign Interceptor CA")
+    return CertificateAuthority(tmp_path_factory.mktemp("foreign-ca"),
+                                name="Foreign Interceptor CA")
 
 
 @pytest.fixture
 def ca_bundle(test_ca: CertificateAuthority) -> Path:
     return test_ca.cert_path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, test_ca):
+    """A TLS origin for every name, a DNS server that names it, and a closed port."""
+    issued = test_ca.issue(["pbs.twimg.com", "images.control.test", "wrong.test"])
+    zone = {"ttl": 60, "records": {
+        "pbs.twimg.com": {"A": ["127.0.0.1"]},
+        "images.control.test": {"A": ["127.0.0.1"]},
+        "refused.test": {"A": ["127.0.0.1"]},
+    }}
+    with TestServer(server_context(issued.cert, issued.key)) as origin, \
+            DnsServer(zone) as dns_server:
+        yield {"origin": origin, "dns": dns_server, "ca": test_ca.cert_path,
+               "closed": closed_port(), "dir": tmp_path_factory.mktemp("world")}

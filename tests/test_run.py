@@ -7,44 +7,16 @@ exit 2 with nothing written, and a `kill -9` that leaves rebuildable results.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from probe.lab.dns_server import DnsServer
-from tests.servers.http_servers import TestServer, closed_port, server_context
-
-PROBE = [sys.executable, "-m", "probe"]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, test_ca):
-    """A TLS origin for every name, a DNS server that names it, and a closed port."""
-    issued = test_ca.issue(["pbs.twimg.com", "images.control.test", "wrong.test"])
-    zone = {"ttl": 60, "records": {
-        "pbs.twimg.com": {"A": ["127.0.0.1"]},
-        "images.control.test": {"A": ["127.0.0.1"]},
-        "refused.test": {"A": ["127.0.0.1"]},
-    }}
-    with TestServer(server_context(issued.cert, issued.key)) as origin, \
-            DnsServer(zone) as dns_server:
-        yield {"origin": origin, "dns": dns_server, "ca": test_ca.cert_path,
-               "closed": closed_port(), "dir": tmp_path_factory.mktemp("world")}
-
-
-def _targets(world: dict, body: str) -> Path:
-    path = world["dir"] / f"targets-{time.monotonic_ns()}.toml"
-    path.write_text(body.replace("PORT", str(world["origin"].port))
-                    .replace("CLOSED", str(world["closed"])))
-    return path
-
+from tests.probe_world import PROBE, read_csv, run_probe, targets
 
 BASIC = """
 [[target]]
@@ -80,23 +52,8 @@ kind = "image"
 """
 
 
-def _run(world: dict, targets: Path, out: Path, *extra: str, **kw) -> subprocess.CompletedProcess:
-    dns_host, dns_port = world["dns"].host, world["dns"].port
-    cmd = PROBE + ["run", "--targets", str(targets), "--no-system-resolver",
-                   "--resolver", f"{dns_host}:{dns_port}", "--ca-bundle", str(world["ca"]),
-                   "--allow-net", "127.0.0.0/8", "--out", str(out), "--dns-timeout", "2",
-                   *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PROBE_LOCK_FILE": str(out / ".lock")}, **kw)
-
-
-def _csv(folder: Path, name: str) -> list[dict]:
-    with open(folder / name) as f:
-        return list(csv.DictReader(f))
-
-
 def test_run_writes_a_complete_folder(world: dict, tmp_path: Path) -> None:
-    res = _run(world, _targets(world, BASIC), tmp_path, "--repeat", "2", "--quiet")
+    res = run_probe(world, targets(world, BASIC), tmp_path, "--repeat", "2", "--quiet")
     assert res.returncode == 0, res.stderr
     folder = Path(res.stdout.strip().splitlines()[-1])
     assert folder.parent == tmp_path and folder.is_dir()
@@ -121,23 +78,24 @@ def test_run_writes_a_complete_folder(world: dict, tmp_path: Path) -> None:
     assert any(e["operation"] == "bytes_received_cumulative"
                for e in env["test_keys"]["network_events"])
 
-    transfers = _csv(folder, "transfers.csv")
+    transfers = read_csv(folder, "transfers.csv")
     ok = [t for t in transfers if t["target"] == "tw-image"]
     assert len(ok) == 2 and all(int(t["bytes"]) == 200000 for t in ok)
     assert all(t["sni"] == "pbs.twimg.com" and t["address"] == "127.0.0.1" for t in ok)
     assert all(float(t["goodput_kbps"]) > 0 and t["failure"] == "" for t in ok)
-    samples = [s for s in _csv(folder, "samples.csv") if s["transfer_id"] == ok[0]["transfer_id"]]
+    samples = [s for s in read_csv(folder, "samples.csv")
+               if s["transfer_id"] == ok[0]["transfer_id"]]
     assert samples and int(samples[-1]["bytes"]) == 200000
-    tls = _csv(folder, "tls.csv")
+    tls = read_csv(folder, "tls.csv")
     assert {r["verified"] for r in tls} == {"true"}
-    dns_rows = _csv(folder, "dns.csv")
+    dns_rows = read_csv(folder, "dns.csv")
     assert {r["rcode"] for r in dns_rows if r["hostname"] == "no-such-name.test"} == {"NXDOMAIN"}
     assert any(r["success"] == "false" and r["failure"] == "connection_refused"
-               for r in _csv(folder, "tcp.csv"))
+               for r in read_csv(folder, "tcp.csv"))
 
 
 def test_summary_and_path_without_quiet(world: dict, tmp_path: Path) -> None:
-    res = _run(world, _targets(world, BASIC), tmp_path)
+    res = run_probe(world, targets(world, BASIC), tmp_path)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert Path(lines[-1]).is_dir()
@@ -154,12 +112,12 @@ def test_summary_and_path_without_quiet(world: dict, tmp_path: Path) -> None:
 ])
 def test_bad_targets_exit_2_and_write_nothing(world: dict, tmp_path: Path, body: str,
                                               where: str, what: str) -> None:
-    targets = tmp_path / "bad.toml"
-    targets.write_text(body)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(body)
     out = tmp_path / "out"
-    res = _run(world, targets, out)
+    res = run_probe(world, bad, out)
     assert res.returncode == 2
-    assert f"{targets}{where}" in res.stderr and what in res.stderr
+    assert f"{bad}{where}" in res.stderr and what in res.stderr
     assert not out.exists() or not any(p for p in out.iterdir() if p.name != ".lock")
     assert res.stdout == ""
 
@@ -181,7 +139,7 @@ kind = "image"
 
 def test_kill_9_leaves_rebuildable_results(world: dict, tmp_path: Path) -> None:
     dns_host, dns_port = world["dns"].host, world["dns"].port
-    cmd = PROBE + ["run", "--targets", str(_targets(world, SLOW)), "--repeat", "20",
+    cmd = PROBE + ["run", "--targets", str(targets(world, SLOW)), "--repeat", "20",
                    "--no-system-resolver", "--resolver", f"{dns_host}:{dns_port}",
                    "--ca-bundle", str(world["ca"]), "--allow-net", "127.0.0.0/8",
                    "--out", str(tmp_path), "--quiet", "--no-early-stop"]
@@ -211,6 +169,6 @@ def test_kill_9_leaves_rebuildable_results(world: dict, tmp_path: Path) -> None:
     res = subprocess.run(PROBE + ["rebuild", str(folder)], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0, res.stderr
-    transfers = _csv(folder, "transfers.csv")
+    transfers = read_csv(folder, "transfers.csv")
     assert len(transfers) == len(written)
     assert {t["measurement_id"] for t in transfers} == {m["measurement_id"] for m in written}

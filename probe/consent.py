@@ -1,0 +1,82 @@
+"""Informed consent: a volunteer learns what the probe does, and what it risks, once.
+
+Measuring censorship from inside a censored network can draw attention. The
+first run at a terminal explains this and asks; the answer is kept so later
+runs (and `probe schedule install`) know it was given. Runs without a
+terminal cannot ask: they proceed and record that consent was not asked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+from probe.results.atomic import write_text
+from probe.state import state_dir
+
+TEXT = """\
+throttle-probe measures how your network treats Twitter and comparable sites.
+
+What it does: it looks up names like pbs.twimg.com and twitter.com, connects
+to them and downloads a few images, a video and pages (capped: by default at
+most 512 KiB and 10 s per object), and times every step. It can also talk to
+a research measurement server. The results are saved on this computer, in the
+results folder, and contain no IP address of yours; nothing is uploaded.
+
+The risk: anyone who watches your network (your provider, your employer, a
+state authority) can see that this computer contacted these sites, many times
+and in a pattern a measurement tool makes. In some countries running
+censorship measurements can have legal or personal consequences. Only run it
+if you understand and accept that risk. Mobile data used counts against your
+plan; use --budget-mb to cap it.
+"""
+
+TEXT_SHA256 = hashlib.sha256(TEXT.encode()).hexdigest()
+
+
+class ConsentRefused(Exception):
+    """The volunteer said no."""
+
+
+def path() -> Path:
+    return state_dir() / "consent.json"
+
+
+def on_record() -> dict | None:
+    """The stored consent for the current text, or None."""
+    try:
+        data = json.loads(path().read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("text_sha256") == TEXT_SHA256:
+        return data
+    return None
+
+
+def record(how: str) -> dict:
+    data = {"given_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "how": how,
+            "text_sha256": TEXT_SHA256}
+    path().parent.mkdir(parents=True, exist_ok=True)
+    write_text(path(), json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def ensure(interactive: bool, yes: bool, ask) -> str:
+    """Consent state for run.json: `on-record`, `given-now`, `yes-flag`, or `not-asked`.
+
+    `ask(text) -> bool` shows the explanation and returns the answer; it is only
+    called at a terminal when nothing is on record. Raises ConsentRefused on no.
+    """
+    if on_record():
+        return "on-record"
+    if yes:
+        record("--yes")
+        return "yes-flag"
+    if not interactive:
+        return "not-asked"
+    if not ask(TEXT):
+        raise ConsentRefused("consent not given; nothing was measured")
+    record("prompt")
+    return "given-now"

@@ -1,0 +1,40 @@
+"""A small world for `probe run` tests on loopback: TLS origins, a DNS server, the CLI.
+
+The `world` fixture itself is in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROBE = [sys.executable, "-m", "probe"]
+
+
+def targets(world: dict, body: str) -> Path:
+    path = world["dir"] / f"targets-{time.monotonic_ns()}.toml"
+    path.write_text(body.replace("PORT", str(world["origin"].port))
+                    .replace("CLOSED", str(world["closed"])))
+    return path
+
+
+def run_probe(world: dict, targets: Path, out: Path, *extra: str,
+              **kw) -> subprocess.CompletedProcess:
+    dns_host, dns_port = world["dns"].host, world["dns"].port
+    cmd = PROBE + ["run", "--targets", str(targets), "--no-system-resolver",
+                   "--resolver", f"{dns_host}:{dns_port}", "--ca-bundle", str(world["ca"]),
+                   "--allow-net", "127.0.0.0/8", "--out", str(out), "--dns-timeout", "2",
+                   *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PROBE_LOCK_FILE": str(out / ".lock")}, **kw)
+
+
+def read_csv(folder: Path, name: str) -> list[dict]:
+    with open(folder / name) as f:
+        return list(csv.DictReader(f))
+
+
