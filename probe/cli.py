@@ -217,6 +217,8 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         run_lock.acquire(wait=wait)
     except lock.LockedError as exc:
         _fail(f"error: {exc}", lock.EXIT_LOCKED)
+    except lock.LockFileError as exc:
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
     try:
         if jitter:
             import random

@@ -32,6 +32,10 @@ def default_path() -> Path:
     return base / f"throttle-probe-{os.getuid()}{netns}.lock"
 
 
+class LockFileError(Exception):
+    """The lock file cannot be created (a user-fixable set-up problem)."""
+
+
 class RunLock:
     """An exclusive flock; the kernel releases it when the process dies, so no stale locks."""
 
@@ -40,7 +44,11 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, wait: bool = False, timeout: float | None = None) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LockFileError(f"cannot create lock file {self.path}: "
+                                f"{exc.strerror or exc}") from exc
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:

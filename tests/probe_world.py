@@ -29,8 +29,9 @@ def run_probe(world: dict, targets: Path, out: Path, *extra: str,
                    "--resolver", f"{dns_host}:{dns_port}", "--ca-bundle", str(world["ca"]),
                    "--allow-net", "127.0.0.0/8", "--out", str(out), "--dns-timeout", "2",
                    *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PROBE_LOCK_FILE": str(out / ".lock")}, **kw)
+    kw.setdefault("env", {**os.environ, "PROBE_LOCK_FILE": str(out.parent / ".lock"),
+                          "PROBE_STATE_DIR": str(out.parent / ".state")})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
 
 
 def read_csv(folder: Path, name: str) -> list[dict]:

@@ -1,7 +1,8 @@
 """`measurements.jsonl`: the run's source of truth, appended one fsynced line at a time.
 
 A measurement is on disk before the next one starts, so `kill -9` loses at most
-the measurement in flight; a torn last line is skipped when reading.
+the measurement in flight; a torn last line is skipped when reading. A write
+that fails (a full disk) is rolled back, so the file stays valid JSONL.
 """
 
 from __future__ import annotations
@@ -14,20 +15,26 @@ from pathlib import Path
 
 
 class JsonlWriter:
-    """Appends JSON objects as lines, flushing and fsyncing each."""
+    """Appends JSON objects as lines, each written whole and fsynced, or not at all."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def append(self, obj: dict) -> None:
-        line = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
-        self._f.write(line + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        line = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
+        data = memoryview(line.encode("utf-8"))
+        before = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, before)  # no torn line left behind
+            raise
 
     def close(self) -> None:
-        self._f.close()
+        os.close(self._fd)
 
     def __enter__(self) -> JsonlWriter:
         return self

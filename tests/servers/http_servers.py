@@ -10,6 +10,9 @@ Each path is a behaviour, so one server covers a whole test module:
   /garbage                 non-HTTP bytes, then close
   /endless                 a body that never ends (until the client goes away)
   /echo                    200 with the request's Host header as the body
+  /hugeheaders             a status line, then header lines without end (16 MB at most)
+  /drip                    the response trickles in, one byte every 100 ms
+  /alert?after=K           K body bytes, then a fatal TLS alert in clear text, then close
   /upload (POST)           reads the body, answers with its length
   /video.mp4               a 1 MB object honouring `Range: bytes=a-b` (206)
   /hls/master.m3u8         master playlist: two variants, the low one listed last
@@ -179,6 +182,26 @@ class TestServer:
             sock.sendall(_head(200, 1 << 40))
             while not self._stop.is_set():
                 sock.sendall(PAYLOAD[:65536])
+        elif path == "/hugeheaders":
+            sock.sendall(b"HTTP/1.1 200 OK\r\n")
+            line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+            for _ in range(16_000):
+                if self._stop.is_set():
+                    break
+                sock.sendall(line)
+            return False
+        elif path == "/drip":
+            for byte in _head(200, 1000) + bytes(1000):
+                if self._stop.wait(0.1):
+                    break
+                sock.sendall(bytes([byte]))
+            return False
+        elif path == "/alert":
+            sock.sendall(_head(200, after + 1_000_000))
+            _send_fast(sock, after)
+            time.sleep(0.2)
+            os.write(sock.fileno(), b"\x15\x03\x03\x00\x02\x02\x50")  # fatal internal_error
+            return False
         elif path == "/echo":
             body = req["headers"].get("host", "").encode()
             sock.sendall(_head(200, len(body)) + body)

@@ -1,0 +1,235 @@
+"""Issue 6 on loopback: the lock, budgets, signals, hostile servers, consent, unwritable output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from probe import consent
+from probe.budget import Budget, Ledger
+from probe.lock import LockedError, RunLock
+from probe.privacy import Scrubber
+from tests.conftest import needs_root
+from tests.probe_world import PROBE, read_csv, run_probe, targets
+
+SLOW = """
+[[target]]
+name = "slow-tw"
+url = "https://pbs.twimg.com:PORT/slow/100000?kbps=400"
+family = "twitter"
+kind = "image"
+
+[[target]]
+name = "slow-ctl"
+url = "https://images.control.test:PORT/slow/100000?kbps=400"
+family = "control"
+kind = "image"
+"""
+
+
+def _start(world: dict, body: str, out: Path, *extra: str, lock: Path | None = None,
+           **env: str) -> subprocess.Popen:
+    dns = world["dns"]
+    cmd = PROBE + ["run", "--targets", str(targets(world, body)), "--no-system-resolver",
+                   "--resolver", f"{dns.host}:{dns.port}", "--ca-bundle", str(world["ca"]),
+                   "--allow-net", "127.0.0.0/8", "--out", str(out), "--quiet",
+                   "--no-early-stop", *extra]
+    environ = {**os.environ, "PROBE_LOCK_FILE": str(lock or out / ".lock"), **env}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=environ)
+
+
+def _wait_for_lines(out: Path, n: int, timeout: float = 60) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for f in out.glob("*/measurements.jsonl"):
+            if len(f.read_text().splitlines()) >= n:
+                return f
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} measurements within {timeout}s")
+
+
+def test_second_concurrent_run_is_refused_with_3(world: dict, tmp_path: Path) -> None:
+    first = _start(world, SLOW, tmp_path / "a", "--repeat", "10", lock=tmp_path / "lock")
+    try:
+        _wait_for_lines(tmp_path / "a", 1)
+        started = time.monotonic()
+        second = run_probe(world, targets(world, SLOW), tmp_path / "b",
+                           env={**os.environ, "PROBE_LOCK_FILE": str(tmp_path / "lock")})
+        assert second.returncode == 3
+        assert time.monotonic() - started < 10  # at once, not after the first run
+        assert "another probe run is in progress" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert not (tmp_path / "b").exists()
+    finally:
+        first.kill()
+        first.wait(10)
+
+
+def test_lock_file_that_cannot_exist_is_a_clear_error(world: dict, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    env = {**os.environ, "PROBE_LOCK_FILE": str(tmp_path / "file" / "lock"),
+           "PROBE_STATE_DIR": str(tmp_path / "state")}
+    res = run_probe(world, targets(world, SLOW), tmp_path / "out", "--quiet", env=env)
+    assert res.returncode == 2 and "cannot create lock file" in res.stderr
+
+
+def test_lock_wait_and_release(tmp_path: Path) -> None:
+    a, b = RunLock(tmp_path / "l"), RunLock(tmp_path / "l")
+    a.acquire()
+    with pytest.raises(LockedError):
+        b.acquire()
+    with pytest.raises(LockedError):
+        b.acquire(wait=True, timeout=0.5)
+    a.release()
+    b.acquire(wait=True, timeout=5)
+    b.release()
+
+
+def test_sigterm_finishes_the_measurement_in_flight(world: dict, tmp_path: Path) -> None:
+    proc = _start(world, SLOW, tmp_path, "--repeat", "10")
+    try:
+        jsonl = _wait_for_lines(tmp_path, 1)
+        time.sleep(0.5)  # inside the second measurement
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    folder = jsonl.parent
+    assert out.strip().splitlines()[-1] == str(folder)
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["stop_reason"] == "SIGTERM"
+    written = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert info["measurements"] == len(written) >= 2  # the one in flight was finished
+    assert all(m["test_keys"]["transfers"][0]["stopped_by"] == "complete" for m in written)
+    assert len(read_csv(folder, "transfers.csv")) == len(written)
+
+
+def test_budget_stops_transfers_and_leaves_valid_results(world: dict, tmp_path: Path) -> None:
+    body = SLOW.replace("/slow/100000?kbps=400", "/bytes/200000")
+    res = run_probe(world, targets(world, body), tmp_path, "--repeat", "5", "--budget-mb", "0.5",
+                    "--quiet", "--no-early-stop")
+    assert res.returncode == 0, res.stderr
+    assert "stopped early (budget)" in res.stderr
+    folder = Path(res.stdout.strip().splitlines()[-1])
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "budget-exhausted" and info["stop_reason"] == "budget"
+    assert 2 <= info["measurements"] < info["planned_measurements"] == 10
+    assert 500_000 <= info["bytes_used"] < 500_000 + 300_000  # overshoot < one object
+    rows = read_csv(folder, "transfers.csv")
+    assert len(rows) == info["measurements"]
+    assert int(rows[-1]["bytes"]) < 200_000  # the last object was shrunk to what was left
+
+
+def test_rolling_daily_budget(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "usage.json")
+    first = Budget(daily_limit=1000, ledger=ledger)
+    first.charge(700)
+    second = Budget(daily_limit=1000, monthly_limit=5000, ledger=ledger)
+    assert second.remaining() == 300
+    second.charge(400)
+    assert second.exhausted()
+    assert Budget(daily_limit=1000, ledger=ledger).remaining() == 0
+    assert ledger.used_in_month(first.day) == 1100
+
+
+HOSTILE = "".join(f"""
+[[target]]
+name = "{name}"
+url = "https://pbs.twimg.com:PORT{path}"
+family = "twitter"
+kind = "image"
+""" for name, path in [
+    ("endless", "/endless"), ("drip", "/drip"), ("hugeheaders", "/hugeheaders"),
+    ("alert", "/alert?after=20000"), ("reset", "/reset?after=20000"),
+    ("garbage", "/garbage"), ("stall", "/stall/100000?after=10000"),
+])
+
+
+def test_hostile_servers_are_recorded_not_crashed_on(world: dict, tmp_path: Path) -> None:
+    res = run_probe(world, targets(world, HOSTILE), tmp_path, "--quiet", "--max-seconds", "3",
+                    "--max-bytes", "300000", "--no-early-stop")
+    assert res.returncode == 0, res.stderr
+    folder = Path(res.stdout.strip().splitlines()[-1])
+    rows = {r["target"]: r for r in read_csv(folder, "transfers.csv")}
+    assert set(rows) == {"endless", "drip", "hugeheaders", "alert", "reset", "garbage", "stall"}
+    for r in rows.values():
+        assert float(r["duration_s"] or 0) < 3 + 2, r  # every step bounded in time
+    assert rows["endless"]["stopped_by"] == "max_bytes" and rows["endless"]["failure"] == ""
+    assert rows["drip"]["failure"] == "generic_timeout_error"
+    assert rows["hugeheaders"]["failure"] == "http_invalid_response"
+    assert rows["alert"]["failure"].startswith(("ssl_", "connection_reset", "eof_error"))
+    assert int(rows["alert"]["bytes"]) >= 20000
+    assert rows["reset"]["failure"] == "connection_reset"
+    assert rows["garbage"]["failure"] == "http_invalid_response"
+    assert rows["stall"]["stopped_by"] == "timeout" or rows["stall"]["stopped_by"] == "max_seconds"
+    assert int(rows["stall"]["bytes"]) == 10000
+
+
+def test_unwritable_out_is_a_clear_error(world: dict, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = {**os.environ, "PROBE_LOCK_FILE": str(tmp_path / "lock"),
+           "PROBE_STATE_DIR": str(tmp_path / "state")}
+    res = run_probe(world, targets(world, SLOW), blocker / "results", "--quiet", env=env)
+    assert res.returncode == 2
+    assert "cannot write results" in res.stderr and "Traceback" not in res.stderr
+
+
+@needs_root
+def test_full_disk_is_a_clear_error_and_keeps_what_was_written(world: dict,
+                                                               tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        body = SLOW.replace("/slow/100000?kbps=400", "/bytes/1000")
+        res = run_probe(world, targets(world, body), mnt, "--quiet", "--repeat", "200",
+                        env={**os.environ, "PROBE_LOCK_FILE": str(tmp_path / "lock")})
+        assert res.returncode == 2, res.stderr
+        assert "No space left on device" in res.stderr and "Traceback" not in res.stderr
+        jsonl = next(mnt.glob("*/measurements.jsonl"))
+        lines = jsonl.read_text().splitlines()
+        assert lines and all(json.loads(line) for line in lines)  # rolled back, not torn
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_scrubber_replaces_whole_addresses_only() -> None:
+    s = Scrubber({"192.0.2.1", "2001:db8::1"})
+    out = s.record({"ip": "192.0.2.1", "addr": "192.0.2.1:443", "other": "192.0.2.11",
+                    "v6": ["2001:db8::1", "2001:db8::1f"], "192.0.2.1": 1})
+    assert out == {"ip": "[scrubbed]", "addr": "[scrubbed]:443", "other": "192.0.2.11",
+                   "v6": ["[scrubbed]", "2001:db8::1f"], "[scrubbed]": 1}
+
+
+def test_consent_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_STATE_DIR", str(tmp_path))
+    asked = []
+    assert consent.ensure(False, False, asked.append) == "not-asked"
+    assert asked == [] and consent.on_record() is None
+    with pytest.raises(consent.ConsentRefused):
+        consent.ensure(True, False, lambda text: asked.append(text) or False)
+    assert "risk" in asked[0] and consent.on_record() is None
+    assert consent.ensure(True, False, lambda text: True) == "given-now"
+    assert consent.ensure(True, False, lambda text: 1 / 0) == "on-record"  # never asks again
+
+
+def test_run_json_records_consent_state(world: dict, tmp_path: Path) -> None:
+    env = {**os.environ, "PROBE_STATE_DIR": str(tmp_path / "state"),
+           "PROBE_LOCK_FILE": str(tmp_path / "lock")}
+    body = SLOW.replace("/slow/100000?kbps=400", "/bytes/1000")
+    res = run_probe(world, targets(world, body), tmp_path / "a", "--quiet", env=env)
+    info = json.loads((Path(res.stdout.strip()) / "run.json").read_text())
+    assert info["consent"] == "not-asked"
+    res = run_probe(world, targets(world, body), tmp_path / "b", "--quiet", "--yes", env=env)
+    info = json.loads((Path(res.stdout.strip()) / "run.json").read_text())
+    assert info["consent"] == "yes-flag"
