@@ -48,6 +48,8 @@ class LazyGroup(click.Group):
         "lab": "probe.lab.cli:lab",
         "analyze": "analysis.cli:analyze",
         "locate": "probe.experiments.cli:locate",
+        "schedule": "probe.schedule_cli:schedule_group",
+        "doctor": "probe.doctor:doctor",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
