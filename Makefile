@@ -28,7 +28,7 @@ bench: install  ## performance figures quoted in the README
 	$(BIN)/python bench/run_all.py
 
 demo: install  ## bring the lab up, run the probe under a few scenarios, keep the results
-	$(BIN)/python bench/../probe/lab/demo.py
+	$(BIN)/python -m probe.lab.demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

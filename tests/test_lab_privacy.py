@@ -1,0 +1,56 @@
+"""No field of a lab run's results contains the client's own address (issue 6).
+
+The run includes a target that names the client's own address, so the address
+really reaches the records (TCP connect, transfer) and must be scrubbed there;
+the whole result folder is then searched for it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from probe.lab import running_lab
+from tests.conftest import needs_root
+
+VENV_PROBE = [str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"), "-m",
+              "probe"]
+LAB_NETS = ["--allow-net", "203.0.113.0/24", "--allow-net", "198.51.100.0/24",
+            "--allow-net", "192.0.2.0/24"]
+
+
+@needs_root
+@pytest.mark.timeout(180)
+def test_lab_results_never_contain_the_client_address(tmp_path: Path) -> None:
+    with running_lab(tmp_path / "lab", prefix="tpp-") as lab:
+        state = lab.state
+        client = state["client"]["address"]
+        targets = tmp_path / "targets.toml"
+        targets.write_text(f"""
+[[target]]
+name = "tw-image"
+url = "https://pbs.twimg.com/media/img/photo.jpg"
+family = "twitter"
+kind = "image"
+
+[[target]]
+name = "own-address"
+url = "https://{client}:9/x.jpg"
+family = "control"
+kind = "image"
+""")
+        res = lab.exec(VENV_PROBE + ["run", "--targets", str(targets), "--ca-bundle",
+                                     state["ca"]["cert"], *LAB_NETS, "--out",
+                                     str(tmp_path / "out"), "--quiet", "--max-seconds", "3"],
+                       timeout=120)
+        assert res.returncode == 0, res.stderr
+    folder = Path(res.stdout.strip().splitlines()[-1])
+    pattern = re.compile(rf"(?<![0-9.]){re.escape(client)}(?![0-9])")
+    texts = {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
+    assert {"run.json", "measurements.jsonl", "transfers.csv", "tcp.csv"} <= set(texts)
+    for name, text in texts.items():
+        assert not pattern.search(text), f"{name} contains the client address {client}"
+    assert "[scrubbed]" in texts["measurements.jsonl"]  # the address did reach the records
+    assert "[scrubbed]" in texts["tcp.csv"]
