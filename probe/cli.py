@@ -48,8 +48,8 @@ class LazyGroup(click.Group):
         "lab": "probe.lab.cli:lab",
         "analyze": "analysis.cli:analyze",
         "locate": "probe.experiments.cli:locate",
-        "schedule": "probe.schedule_cli:schedule_group",
-        "doctor": "probe.doctor:doctor",
+        "schedule": "probe.operate.schedule_cli:schedule_group",
+        "doctor": "probe.operate.doctor:doctor",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -190,10 +190,10 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     or a signal stopped it), 2 for bad input or unwritable results, 3 when
     another run holds the lock, 1 for an internal error.
     """
-    from probe import consent, lock
+    from probe.operate import consent, lock
     from probe import targets as targets_mod
-    from probe.budget import MB, Budget, Ledger, default_ledger_path
     from probe.measure.transfer import Limits
+    from probe.operate.budget import MB, Budget, Ledger, default_ledger_path
     from probe.results.folder import OutputError
     from probe.runner import RunConfig, Runner
 

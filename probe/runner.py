@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Protocol
 
 from probe import __version__
-from probe.budget import Budget, measurement_bytes
 from probe.measure import dns, media
 from probe.measure.clock import Clock
 from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
 from probe.measure.transfer import Limits, Session, StopWhen
-from probe.privacy import Scrubber, local_addresses
+from probe.operate.budget import Budget, measurement_bytes
+from probe.operate.privacy import Scrubber, local_addresses
 from probe.results import csvs
 from probe.results import folder as run_folder
 from probe.results.folder import OutputError

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from probe import schedule
 from probe.cli import main
 from probe.lab.dns_server import DnsServer
+from probe.operate import schedule
 
 
 @pytest.mark.parametrize("every, minute, times", [

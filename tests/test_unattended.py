@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from probe import consent
-from probe.budget import Budget, Ledger
-from probe.lock import LockedError, RunLock
-from probe.privacy import Scrubber
+from probe.operate import consent
+from probe.operate.budget import Budget, Ledger
+from probe.operate.lock import LockedError, RunLock
+from probe.operate.privacy import Scrubber
 from tests.conftest import needs_root
 from tests.probe_world import PROBE, read_csv, run_probe, targets
 

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from probe.operate.state import state_dir
 from probe.results.atomic import write_text
-from probe.state import state_dir
 
 MB = 1_000_000
 # What a measurement moves besides HTTP payload, estimated: a TLS handshake with

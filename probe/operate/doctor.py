@@ -18,7 +18,8 @@ from pathlib import Path
 
 import click
 
-from probe import __version__, consent
+from probe import __version__
+from probe.operate import consent
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 RELEASED = dt.date(2026, 11, 1)  # a clock before this is certainly wrong

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from probe import consent, schedule
-from probe.budget import Ledger, default_ledger_path
-from probe.state import state_dir
+from probe.operate import consent, schedule
+from probe.operate.budget import Ledger, default_ledger_path
+from probe.operate.state import state_dir
 
 EXIT_BAD_INPUT = 2
 

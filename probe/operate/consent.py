@@ -13,8 +13,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from probe.operate.state import state_dir
 from probe.results.atomic import write_text
-from probe.state import state_dir
 
 TEXT = """\
 throttle-probe measures how your network treats Twitter and comparable sites.
