@@ -47,7 +47,9 @@ def summary_table(measurements: list[dict]) -> Table:
     """One row per target: outcome of each repetition and median goodput."""
     table = Table(title="What was measured (goodput = payload kbit/s, median over repetitions)")
     for col in ("target", "family", "kind", "outcome", "goodput kbps", "bytes"):
-        table.add_column(col, justify="right" if col in ("goodput kbps", "bytes") else "left")
+        numeric = col in ("goodput kbps", "bytes")
+        table.add_column(col, justify="right" if numeric else "left",
+                         overflow="ellipsis" if numeric else "fold")
     by_target: dict[str, list[dict]] = {}
     for m in measurements:
         by_target.setdefault(m["target"]["name"], []).append(m)
