@@ -150,6 +150,24 @@ def _stage(m: pd.Series, dns: pd.DataFrame, tcp: pd.DataFrame, tls: pd.DataFrame
     return "http"
 
 
+def rate_series(r: Results) -> dict[str, np.ndarray]:
+    """Per transfer, the (t_ms, cumulative bytes) series to judge its rate on.
+
+    The kernel's wire count (tcpinfo.csv `wire_bytes`, every 100 ms) where the
+    probe recorded it, else the body samples: TLS releases the body in whole
+    records of up to 16 KiB, a staircase with one step a second at 130 kbit/s.
+    """
+    series = {k: g[["t_ms", "bytes"]].to_numpy(float)
+              for k, g in r.samples.groupby("transfer_id", sort=False)}
+    info = r.tcpinfo
+    if "wire_bytes" in info.columns:
+        wire = info.dropna(subset=["wire_bytes"])
+        for k, g in wire.groupby("transfer_id", sort=False):
+            if len(g) >= 3:
+                series[k] = g.sort_values("t_ms")[["t_ms", "wire_bytes"]].to_numpy(float)
+    return series
+
+
 def _sender_tcpinfo(r: Results) -> dict[str, list[dict]]:
     """TCP_INFO snapshots of uploads only: on a download the probe's kernel sees no losses."""
     up = set(r.transfers.loc[r.transfers["direction"] == "up", "transfer_id"])
@@ -161,8 +179,7 @@ def _sender_tcpinfo(r: Results) -> dict[str, list[dict]]:
 
 def _reps(r: Results) -> list[_Rep]:
     tr = r.transfers
-    samples = {k: g[["t_ms", "bytes"]].to_numpy(float)
-               for k, g in r.samples.groupby("transfer_id", sort=False)}
+    samples = rate_series(r)
     tcpinfo = _sender_tcpinfo(r)
     by_m = {k: g for k, g in tr.groupby("measurement_id", sort=False)}
     dns = {k: g for k, g in r.dns.groupby("measurement_id", sort=False)}
@@ -457,8 +474,7 @@ def verdicts(source: Results | Iterable[str | Path], seed: int = 0) -> pd.DataFr
 def transfer_table(r: Results) -> pd.DataFrame:
     """One row per transfer with its steady-state rate and signature (for plots, notebooks)."""
     tr = r.transfers
-    samples = {k: g[["t_ms", "bytes"]].to_numpy(float)
-               for k, g in r.samples.groupby("transfer_id", sort=False)}
+    samples = rate_series(r)
     tcpinfo = _sender_tcpinfo(r)
     rows = []
     for t in tr.itertuples(index=False):

@@ -190,9 +190,9 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     or a signal stopped it), 2 for bad input or unwritable results, 3 when
     another run holds the lock, 1 for an internal error.
     """
-    from probe.operate import consent, lock
     from probe import targets as targets_mod
     from probe.measure.transfer import Limits
+    from probe.operate import consent, lock
     from probe.operate.budget import MB, Budget, Ledger, default_ledger_path
     from probe.results.folder import OutputError
     from probe.runner import RunConfig, Runner

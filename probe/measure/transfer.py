@@ -160,9 +160,12 @@ class Session:
         """Run one request; append df-001/df-008 records and a transfer record; return the latter.
 
         `byte_range` is inclusive (HTTP Range). `sink` sees every body chunk (the
-        caller decides what to keep; we keep nothing). `stop_when` sees the
-        samples [(t_ms, cumulative_bytes)] on every tick (in the sampler thread)
-        and may end the transfer by returning True.
+        caller decides what to keep; we keep nothing). `stop_when` sees
+        [(t_ms, cumulative_bytes)] on every tick (in the sampler thread) and may
+        end the transfer by returning True. Its bytes are the kernel's count of
+        what arrived (TCP_INFO), where available, not the body: TLS hands the
+        body over in whole records of up to 16 KiB, which under a 130 kbit/s
+        throttle arrive once a second, too coarse to settle a rate in seconds.
         """
         self._count += 1
         transfer_id = f"{self.prefix}-{self._count}"
@@ -179,6 +182,9 @@ class Session:
                 progress.stream = self.backend.current
                 if progress.stream is not None:
                     wire_start.update(tcpinfo.read(progress.stream.raw) or {})
+                if wire_start:  # the baseline of the wire series, at t = 0
+                    progress.tcp_info.append(
+                        {"t_ms": 0.0, **tcpinfo.summary(wire_start), "wire_bytes": 0})
                 progress.started = time.monotonic()
 
         req_headers = dict(headers or {})
@@ -196,7 +202,8 @@ class Session:
             {"operation": "http_transaction_start", "t": t0, "transfer_id": transfer_id}
         )
         sampler = threading.Thread(
-            target=self._sample, args=(progress, transfer_id, stop_when), daemon=True
+            target=self._sample, args=(progress, transfer_id, stop_when, wire_start, upload),
+            daemon=True
         )
         sampler.start()
         status: int | None = None
@@ -230,7 +237,8 @@ class Session:
         end = progress.stream
         wire_end = end.final_tcp_info() if end is not None else None
         if wire_end and progress.started is not None:
-            final = {"t_ms": _ms(ended - progress.started), **tcpinfo.summary(wire_end)}
+            final = {"t_ms": _ms(ended - progress.started), **tcpinfo.summary(wire_end),
+                     "wire_bytes": _wire_bytes(wire_start, wire_end, upload)}
             progress.tcp_info.append(final)
         if progress.started is not None and not upload:
             # The last count, so even a transfer shorter than one tick has its total.
@@ -309,8 +317,11 @@ class Session:
                 return "max_seconds", received
         return "complete", received
 
-    def _sample(self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None) -> None:
+    def _sample(self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None,
+                wire_start: dict[str, int], upload: bool) -> None:
         """Tick every sample_interval_s: cumulative bytes, TCP_INFO, deadline, stop_when."""
+        wire_key = "bytes_acked" if upload else "bytes_received"
+        wire: list[tuple[float, int]] = []
         interval = self.limits.sample_interval_s
         next_tick = time.monotonic() + interval
         while not progress.done.wait(max(0.0, next_tick - time.monotonic())):
@@ -329,7 +340,13 @@ class Session:
             stream = progress.stream
             fields = tcpinfo.read(stream.raw) if stream is not None else None
             if fields:
-                progress.tcp_info.append({"t_ms": t_ms, **tcpinfo.summary(fields)})
+                snap = {"t_ms": t_ms, **tcpinfo.summary(fields)}
+                if wire_key in fields and wire_key in wire_start:
+                    snap["wire_bytes"] = fields[wire_key] - wire_start[wire_key]
+                    wire.append((t_ms, snap["wire_bytes"]))
+                progress.tcp_info.append(snap)
+            if wire:
+                snapshot = list(wire)
             if progress.past_deadline():
                 progress.stop("max_seconds")
             elif stop_when is not None and self._asks_to_stop(stop_when, snapshot, progress):

@@ -195,6 +195,10 @@ TCPINFO = [
     Column("bytes_acked", "bytes", "bytes sent and acknowledged (tcpi_bytes_acked)",
            _key("bytes_acked")),
     Column("snd_cwnd", "segments", "congestion window (tcpi_snd_cwnd)", _key("snd_cwnd")),
+    Column("wire_bytes", "bytes", "bytes on the connection since the request was sent: "
+           "received (down) or acknowledged (up), TLS and HTTP framing included; the fine-"
+           "grained series that the early stop and the analysis judge rates on",
+           _key("wire_bytes")),
 ]
 
 FILES: dict[str, list[Column]] = {
