@@ -152,6 +152,9 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--monthly-budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
               help="Rolling cap across runs for the current UTC month.")
 @click.option("--label", help="Free-text network label stored in run.json (e.g. 'mts-mobile').")
+@click.option("--asn-db", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Local IP-to-ASN database (iptoasn.com TSV, plain or .gz) to record this "
+                   "network's AS and country; nothing is looked up online.")
 @click.option("--out", default=Path("results"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder under which the run's result folder is created.")
@@ -172,8 +175,8 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         max_seconds: float, dns_timeout: float, allow_nets: list[str], server: str | None,
         experiments: str, no_early_stop: bool, budget_mb: float | None,
         daily_budget_mb: float | None, monthly_budget_mb: float | None, label: str | None,
-        out: Path, wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
-        quiet: bool) -> None:
+        asn_db: Path | None, out: Path, wait: bool, jitter: float, yes: bool,
+        log_file: Path | None, verbose: bool, quiet: bool) -> None:
     """Measure every target and write a result folder.
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
@@ -208,6 +211,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         loaded = targets_mod.load(files)
     except targets_mod.TargetError as exc:
         _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    network = _network(asn_db) if asn_db else None
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     try:
         consent_state = consent.ensure(
@@ -240,7 +244,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
             limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds),
             allow_nets=allow_nets, dns_timeout=dns_timeout, label=label, budget=budget,
             early_stop=not no_early_stop, server=server, experiments=experiment_names,
-            consent=consent_state,
+            consent=consent_state, network=network,
         )
         progress = None
         if not quiet and sys.stderr.isatty():
@@ -276,6 +280,18 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
 
         Console().print(summary_table(result.measurements))
     click.echo(str(result.folder))
+
+
+def _network(asn_db: Path) -> dict | None:
+    """This network's AS and country from the user's database, or None if it does not say."""
+    from probe.operate.netinfo import AsnDb, AsnDbError, own_network
+    from probe.operate.privacy import local_addresses
+
+    try:
+        found = own_network(AsnDb(asn_db), local_addresses())
+    except AsnDbError as exc:
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    return found.as_dict() if found else None
 
 
 def _fail(message: str, status: int) -> NoReturn:

@@ -58,6 +58,7 @@ class RunConfig:
     server: str | None = None
     experiments: list[str] = field(default_factory=list)
     consent: str = "not-asked"
+    network: dict | None = None  # {asn, cc, as_name, source} from --asn-db; never an address
 
     def as_options(self) -> dict:
         return {
@@ -145,6 +146,8 @@ class Runner:
             targets=len(self.targets),
             label=self.config.label,
             consent=self.config.consent,
+            asn=(self.config.network or {}).get("asn"),
+            network=self.config.network,
         )
         self._write_info(folder, info)
         plan = [(rep, item) for rep in range(self.config.repeat) for item in self.items]
@@ -221,7 +224,7 @@ class Runner:
         return envelope(
             run_id=run_id, measurement_id=measurement_id, started=started,
             runtime=clock.now(), target=target, repetition=repetition,
-            experiment=experiment, keys=keys, extra=extra,
+            experiment=experiment, keys=keys, extra=extra, network=self.config.network,
         )
 
     def context(self) -> MeasureContext:
@@ -295,11 +298,11 @@ def measure_target(ctx: MeasureContext, keys: TestKeys, clock: Clock, target: Ta
 
 def envelope(*, run_id: str, measurement_id: str, started: dt.datetime, runtime: float,
              target: Target, repetition: int, experiment: str, keys: TestKeys,
-             extra: dict) -> dict:
+             extra: dict, network: dict | None = None) -> dict:
     """An OONI df-000 measurement envelope around our test keys.
 
-    The probe's own address, ASN and country are not known to the probe and
-    are written as OONI's scrubbed placeholders.
+    The probe's address is never written (OONI's placeholder stands in); ASN
+    and country only when the user's own database (--asn-db) gave them.
     """
     test_keys = keys.as_dict()
     test_keys.update(extra)
@@ -317,8 +320,8 @@ def envelope(*, run_id: str, measurement_id: str, started: dt.datetime, runtime:
         "test_start_time": started.strftime("%Y-%m-%d %H:%M:%S"),
         "test_runtime": runtime,
         "input": target.url,
-        "probe_asn": "AS0",
-        "probe_cc": "ZZ",
+        "probe_asn": (network or {}).get("asn") or "AS0",
+        "probe_cc": (network or {}).get("cc") or "ZZ",
         "probe_ip": "127.0.0.1",
         "annotations": {"experiment": experiment},
         "target": {
