@@ -48,8 +48,12 @@ def as_arrays(samples: Sequence[Sequence[float]] | np.ndarray) -> tuple[np.ndarr
     arr = np.asarray(samples, dtype=float).reshape(-1, 2)
     if len(arr) == 0:
         return np.zeros(0), np.zeros(0)
-    arr = arr[np.argsort(arr[:, 0], kind="stable")]
-    return arr[:, 0] / 1000.0, np.maximum.accumulate(arr[:, 1])
+    if np.any(arr[1:, 0] < arr[:-1, 0]):  # recorded series are sorted: skip the sort
+        arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    b = arr[:, 1]
+    if np.any(b[1:] < b[:-1]):
+        b = np.maximum.accumulate(b)
+    return arr[:, 0] / 1000.0, b
 
 
 def goodput_kbps(samples: Sequence[Sequence[float]] | np.ndarray) -> float | None:

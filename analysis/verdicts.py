@@ -157,8 +157,9 @@ def rate_series(r: Results) -> dict[str, np.ndarray]:
     probe recorded it, else the body samples: TLS releases the body in whole
     records of up to 16 KiB, a staircase with one step a second at 130 kbit/s.
     """
-    series = {k: g[["t_ms", "bytes"]].to_numpy(float)
-              for k, g in r.samples.groupby("transfer_id", sort=False)}
+    ordered = r.samples.sort_values(["transfer_id", "t_ms"], kind="stable")
+    series = {k: g[["t_ms", "bytes"]].to_numpy(float)  # sorted once, not per estimate
+              for k, g in ordered.groupby("transfer_id", sort=False)}
     info = r.tcpinfo
     if "wire_bytes" in info.columns:
         wire = info.dropna(subset=["wire_bytes"])
