@@ -172,3 +172,44 @@ def test_kill_9_leaves_rebuildable_results(world: dict, tmp_path: Path) -> None:
     transfers = read_csv(folder, "transfers.csv")
     assert len(transfers) == len(written)
     assert {t["measurement_id"] for t in transfers} == {m["measurement_id"] for m in written}
+
+
+ONE = """
+[[target]]
+name = "tw-image"
+url = "https://pbs.twimg.com:PORT/bytes/20000"
+family = "twitter"
+kind = "image"
+"""
+
+
+def test_connect_to_pins_an_unresolvable_name(world: dict, tmp_path: Path) -> None:
+    body = ONE.replace('"tw-image"', '"pinned"').replace("pbs.twimg.com", "wrong.test")
+    res = run_probe(world, targets(world, body), tmp_path, "--quiet",
+                    "--connect-to", "wrong.test:127.0.0.1")
+    assert res.returncode == 0, res.stderr
+    folder = Path(res.stdout.strip())
+    (m,) = [json.loads(line) for line in open(folder / "measurements.jsonl")]
+    assert m["test_keys"]["queries"][0]["failure"] == "dns_nxdomain_error"  # DNS still recorded
+    assert m["test_keys"]["address"] == "127.0.0.1" and m["test_keys"]["failure"] is None
+    assert read_csv(folder, "tls.csv")[0]["verified"] == "true"
+
+
+def test_doh_resolver_only(world: dict, tmp_path: Path, test_ca) -> None:
+    from tests.servers.doh import DohServer
+
+    zone = {"records": {"pbs.twimg.com": {"A": ["127.0.0.1"]}}}
+    with DohServer(zone, test_ca.issue(["127.0.0.1"], stem="doh")) as doh:
+        res = subprocess.run(
+            PROBE + ["run", "--targets", str(targets(world, ONE)),
+                     "--no-system-resolver", "--doh", doh.url, "--ca-bundle", str(world["ca"]),
+                     "--allow-net", "127.0.0.0/8", "--out", str(tmp_path), "--quiet"],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PROBE_LOCK_FILE": str(tmp_path / ".lock"),
+                 "PROBE_STATE_DIR": str(tmp_path / ".state")})
+    assert res.returncode == 0, res.stderr
+    folder = Path(res.stdout.strip())
+    rows = read_csv(folder, "dns.csv")
+    assert {r["engine"] for r in rows} == {"doh"}
+    assert any(r["answers"] == "127.0.0.1" for r in rows if r["hostname"] == "pbs.twimg.com")
+    assert "tw-image" in {t["target"] for t in read_csv(folder, "transfers.csv")}
