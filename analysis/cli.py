@@ -107,17 +107,12 @@ def _check_output(output: Path) -> None:
         raise DatasetError(f"{output}: folder {output.parent} does not exist")
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _kbps(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0f}"
-
-
 def _print_table(summary: dict[str, Any]) -> None:
+    """The report's tables (analysis/report_dataset.py), on the terminal."""
     from rich.console import Console
     from rich.table import Table
+
+    from analysis.report_dataset import tables
 
     console = Console(file=sys.stdout, width=120)
     data = summary["data"]
@@ -126,82 +121,13 @@ def _print_table(summary: dict[str, Any]) -> None:
         f"{data['rows_russia']} from Russian ASes, {data['first_day']} .. "
         f"{data['last_day']} ({data['files']} daily files)"
     )
-    overall = Table(title="Russian ASes: throttled share by rule")
-    for col in ("rule", "group", "measurements", "decided", "throttled", "share", "median kbps"):
-        overall.add_column(col, justify="left" if col in ("rule", "group") else "right")
-    for rule, r in summary["rules"].items():
-        rows = [("all", r["overall"])] + list(r["by_access"].items())
-        rows.append(("outside Russia", summary["outside_russia"][rule]))
-        for group, s in rows:
-            overall.add_row(
-                rule,
-                group,
-                str(s["measurements"]),
-                str(s["decided"]),
-                str(s["throttled"]),
-                _pct(s["throttled_share"]),
-                _kbps(s["median_throttled_kbps"]),
-            )
-    console.print(overall)
+    for title, header, rows in tables(summary):
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table if rows else f"{title}: none.")
     for rule in summary["rules"]:
         console.print(f"  {rule}: {summary['rules'][rule]['description']}")
-    changes = Table(
-        title=f"Change-points, rule '{summary['primary_rule']}' "
-        "(daily share of visitors; shares below are of visits)"
-    )
-    for col in (
-        "ASN",
-        "organisation",
-        "access",
-        "first day",
-        "before",
-        "after",
-        "n before",
-        "n after",
-    ):
-        changes.add_column(col)
-    for c in summary["changes"]:
-        changes.add_row(
-            str(c["asn"]),
-            c["as_organization"],
-            c["access"],
-            c["date"],
-            _pct(c["before_share"]),
-            _pct(c["after_share"]),
-            str(c["before_n"]),
-            str(c["after_n"]),
-        )
-    for access, g in summary["rules"][summary["primary_rule"]]["groups"].items():
-        for c in g["changes"]:
-            changes.add_row(
-                "all",
-                f"all {access} ASes",
-                access,
-                c["date"],
-                _pct(c["before_share"]),
-                _pct(c["after_share"]),
-                str(c["before_n"]),
-                str(c["after_n"]),
-            )
-    console.print(changes if changes.row_count else "No change-points found.")
-    lift = summary["rules"][summary["primary_rule"]]["groups"]["landline"]["lift_check"]
-    console.print(
-        f"Landline lift (17 May 2021 13:40 UTC): share {_pct(lift['before']['share'])} in the "
-        f"14 days before -> {_pct(lift['after']['share'])} after "
-        f"(n={lift['before']['decided']} / {lift['after']['decided']}); change-point on "
-        f"{lift['changepoint_date'] or 'no date'} for all landline ASes together."
-    )
-    top = Table(title=f"Largest Russian ASes, rule '{summary['primary_rule']}'")
-    for col in ("ASN", "organisation", "access", "measurements", "share", "median kbps"):
-        top.add_column(col)
-    for r in summary["per_as"][:15]:
-        top.add_row(
-            str(r["asn"]),
-            r["as_organization"],
-            r["access"],
-            str(r["measurements"]),
-            _pct(r["throttled_share"]),
-            _kbps(r["median_throttled_kbps"]),
-        )
-    console.print(top)
     console.print(f"[dim]Attribution: {summary['attribution']['text']}[/dim]", soft_wrap=True)

@@ -126,7 +126,7 @@ def overall_figure(summary: dict[str, Any]) -> bytes:
 # ------------------------------------------------------------------ tables
 
 
-def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+def tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of every table, shared by the HTML and Markdown writers."""
     rule = summary["primary_rule"]
     overall_rows = []
@@ -327,7 +327,7 @@ def render_html(summary: dict[str, Any], pngs: dict[str, bytes]) -> str:
         ("Daily throttled share, largest ASes", "daily_share"),
         ("Daily throttled share, all Russian ASes", "overall"),
     ]
-    for title, header, rows in _tables(summary):
+    for title, header, rows in tables(summary):
         parts.append(f"<h2>{e(title)}</h2>")
         if not rows:
             parts.append("<p>None found.</p>")
@@ -365,7 +365,7 @@ def render_markdown(summary: dict[str, Any], png_names: dict[str, str]) -> str:
         ("Daily throttled share, largest ASes", "daily_share"),
         ("Daily throttled share, all Russian ASes", "overall"),
     ]
-    for title, header, rows in _tables(summary):
+    for title, header, rows in tables(summary):
         out += [f"## {title}", ""]
         if not rows:
             out += ["None found.", ""]
