@@ -405,9 +405,13 @@ def _trigger(target_rate: float, run: list[_Rep], seed: int) -> tuple[str, str]:
                 extra = "; a split ClientHello evades it"
             return "sni", (f"a Twitter SNI to a neutral server was slow ({c.rate:.0f} vs "
                            f"{c.control:.0f} kbit/s for a neutral or no SNI){extra}")
-        if c.ratio >= OK_RATIO:
-            return "ip", ("a Twitter SNI to a neutral server was as fast as a neutral SNI: "
-                          "the destination, not the name, is slowed")
+        # Unthrottled flows differ a lot among themselves on fast paths (CPU-bound in
+        # a lab), so "as fast as neutral" is judged against the throttled rate too.
+        if c.ratio >= OK_RATIO or (c.ratio > THROTTLED_RATIO
+                                   and c.rate >= target_rate / THROTTLED_RATIO):
+            return "ip", (f"a Twitter SNI to a neutral server was fast ({c.rate:.0f} kbit/s, "
+                          f"{c.control:.0f} for a neutral SNI) while the target ran at "
+                          f"{target_rate:.0f}: the destination, not the name, is slowed")
         return "unknown", "the SNI experiment was not clear-cut"
     if split:
         rate = float(np.median([r.rate for r in split]))

@@ -80,15 +80,17 @@ def handshake_bio(
     clock: Clock,
     address: str,
     port: int,
+    channel: type[BioChannel] | None = None,
 ) -> tuple[dict, BioChannel | None]:
     """`handshake`, but TLS runs over memory BIOs and we do the socket I/O.
 
     Same record, different plumbing: a transfer then reads the socket in large
     chunks (one syscall for many TLS records), a reset surfaces as ECONNRESET
     instead of an EOF, and strategies that shape the ClientHello on the wire
-    can subclass `BioChannel` and override `send_first_flight`.
+    pass a `channel` subclass of `BioChannel` that overrides `send_first_flight`.
     """
-    return _measure(BioChannel.connect, sock, server_name, context, timeout, clock, address, port)
+    connect = (channel or BioChannel).connect
+    return _measure(connect, sock, server_name, context, timeout, clock, address, port)
 
 
 def _measure(

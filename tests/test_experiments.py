@@ -1,0 +1,326 @@
+"""The differential experiments without a lab: ClientHello cuts, the plan, and every
+variant against a real `probe serve` on loopback (its log says what it saw)."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from probe.experiments import NAMES, SPLIT_SHAPES, TWITTER_SNIS, plan
+from probe.experiments import clienthello as ch
+from probe.experiments.base import MAX_BYTES, Server, is_twitter_name
+from probe.experiments.handshake import PADDED_MIN_BYTES, ServerCertHandshake, matches_host
+from probe.experiments.locate import client_hello
+from probe.lab.ca import CertificateAuthority
+from probe.measure.clock import Clock
+from probe.measure.keys import TestKeys
+from probe.measure.tls import make_context
+from probe.measure.transfer import Limits
+from probe.runner import MeasureContext
+
+pytestmark = pytest.mark.timeout(60)
+HOST = "measure.test"
+
+
+def hello(sni: str | None, alpn: list[str] | None = None) -> bytes:
+    """The ClientHello OpenSSL writes for `sni` (None: no SNI)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    out = ssl.MemoryBIO()
+    obj = context.wrap_bio(ssl.MemoryBIO(), out, server_hostname=sni)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+# --- ClientHello cuts -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pbs.twimg.com", "video.twimg.com", "twitter.com", "t.co",
+                                  "a" * 63 + ".example"])
+def test_sni_span_points_at_the_name(name: str) -> None:
+    data = hello(name)
+    offset, length = ch.sni_span(data)
+    assert data[offset:offset + length] == name.encode()
+    assert data[offset - 2:offset] == len(name).to_bytes(2, "big")  # the name's length prefix
+
+
+@pytest.mark.parametrize("name", ["pbs.twimg.com", "twitter.com", "t.co"])
+def test_split_in_name_leaves_no_piece_with_the_whole_name(name: str) -> None:
+    data = hello(name)
+    pieces = ch.split_in_name(data)
+    assert b"".join(pieces) == data and len(pieces) == 2
+    assert all(name.encode() not in p for p in pieces)
+    assert all(b".twimg.com" not in p for p in pieces) or not name.endswith("twimg.com")
+    offset, length = ch.sni_span(data)
+    assert offset < len(pieces[0]) < offset + length  # the cut is strictly inside the name
+
+
+def test_split_after_header_isolates_the_record_header() -> None:
+    data = hello("pbs.twimg.com")
+    first, rest = ch.split_after_header(data)
+    assert first == data[:5] and first[0] == 0x16 and rest[0] == 0x01  # ClientHello type
+    assert int.from_bytes(first[3:5], "big") == len(rest)
+
+
+def test_hello_without_sni_cannot_be_split_in_the_name() -> None:
+    data = hello(None)
+    assert ch.sni_span(data) is None
+    with pytest.raises(ValueError, match="no server name"):
+        ch.split_in_name(data)
+
+
+@pytest.mark.parametrize("junk", [b"", b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05\x02abcd"])
+def test_not_a_client_hello_is_refused(junk: bytes) -> None:
+    with pytest.raises(ValueError):
+        ch.sni_span(junk)
+
+
+def test_truncated_client_hello_is_refused() -> None:
+    data = hello("pbs.twimg.com")
+    with pytest.raises(ValueError):
+        ch.sni_span(data[:60])
+
+
+def test_padding_alpn_grows_the_hello_past_one_segment_and_keeps_the_sni() -> None:
+    names = ch.padding_alpn(PADDED_MIN_BYTES)
+    assert names[-1] == "http/1.1" and all(len(n) <= 255 for n in names)
+    plain, padded = hello("pbs.twimg.com"), hello("pbs.twimg.com", names)
+    # OpenSSL pads small hellos to 517 bytes itself; ours must pass a full-size packet.
+    assert len(plain) < 1400 < 1500 < PADDED_MIN_BYTES <= len(padded)
+    assert int.from_bytes(padded[3:5], "big") == len(padded) - 5  # still one record
+    offset, length = ch.sni_span(padded)
+    assert padded[offset:offset + length] == b"pbs.twimg.com"
+
+
+# --- names, certificates, plan ----------------------------------------------------------
+
+
+def test_twitter_names_are_labels_not_substrings() -> None:
+    assert all(is_twitter_name(n) for n in ["pbs.twimg.com", "t.co", "TWITTER.com.", "x.com"])
+    assert not any(is_twitter_name(n) for n in ["reddit.com", "microsoft.com", "", None,
+                                                  "throttletwitter.com", "t.co.example"])
+
+
+@pytest.mark.parametrize(("sans", "host", "ok"), [
+    ([("DNS", "measure.test")], "measure.test", True),
+    ([("DNS", "MEASURE.test")], "measure.TEST.", True),
+    ([("DNS", "*.example.org")], "a.example.org", True),
+    ([("DNS", "*.example.org")], "a.b.example.org", False),
+    ([("DNS", "*.example.org")], "example.org", False),
+    ([("DNS", "other.test")], "measure.test", False),
+    ([("IP Address", "192.0.2.7")], "192.0.2.7", True),
+    ([("DNS", "192.0.2.7")], "192.0.2.7", False),
+    ([], "measure.test", False),
+])
+def test_matches_host(sans: list, host: str, ok: bool) -> None:
+    assert matches_host({"subjectAltName": tuple(sans)}, host) is ok
+
+
+def test_plan_contents() -> None:
+    experiments = plan("https://measure.test:8443", list(NAMES))
+    by = {(e.name, e.target.name): e for e in experiments}
+    assert len(by) == len(experiments)
+    sni = [e for e in experiments if e.name == "sni"]
+    assert [e.target.sni for e in sni] == [*TWITTER_SNIS, HOST, ""]
+    assert [e.target.family for e in sni] == ["twitter"] * len(TWITTER_SNIS) + ["control"] * 2
+    assert {e.target.url for e in experiments if e.name in ("sni", "split")} == \
+        {f"https://measure.test:8443/bytes?n={MAX_BYTES}"}
+    split = [e for e in experiments if e.name == "split"]
+    assert [e.shape for e in split] == list(SPLIT_SHAPES)
+    assert all(is_twitter_name(e.target.sni) for e in split)
+    upload = [e for e in experiments if e.name == "upload"]
+    assert [e.target.url for e in upload] == ["https://measure.test:8443/upload"] * 2
+    assert [e.target.family for e in upload] == ["twitter", "control"]
+    assert all(e.target.kind == "bytes" and e.target.name.startswith(e.name + "-")
+               for e in experiments)
+    assert [e.name for e in plan("https://measure.test", ["upload"])] == ["upload", "upload"]
+
+
+def test_plan_neutral_name_for_an_ip_server_and_bad_input() -> None:
+    neutral = [e for e in plan("https://192.0.2.80", ["sni"]) if e.target.name == "sni-neutral"]
+    assert neutral[0].target.sni == "example.com"
+    assert Server.parse("https://[2001:db8::1]:444").url_for("/x") == "https://[2001:db8::1]:444/x"
+    with pytest.raises(ValueError, match="unknown experiment"):
+        plan("https://measure.test", ["sni", "dpi"])
+    with pytest.raises(ValueError, match="https"):
+        plan("http://measure.test", ["sni"])
+
+
+# --- every variant against a real measurement server --------------------------------------
+
+
+@dataclass
+class Served:
+    url: str
+    log: Path
+    ca: Path
+
+    def connections(self) -> list[dict]:
+        lines = [json.loads(x) for x in self.log.read_text().splitlines()]
+        return [x for x in lines if x.get("event") == "connection"]
+
+
+def _serve(cert: Path, key: Path, log: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probe.server", "--listen", "127.0.0.1:0", "--cert", str(cert),
+         "--key", str(key), "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("listening "), line
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def served(test_ca: CertificateAuthority, tmp_path_factory) -> Iterator[Served]:
+    """`probe serve` with a certificate for its own name only (no Twitter names)."""
+    d = tmp_path_factory.mktemp("serve")
+    issued = test_ca.issue([HOST], out_dir=d)
+    proc, port = _serve(issued.cert, issued.key, d / "log.jsonl")
+    try:
+        yield Served(f"https://{HOST}:{port}", d / "log.jsonl", test_ca.cert_path)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def context(ca: Path, max_bytes: int = 300_000) -> MeasureContext:
+    return MeasureContext(
+        resolvers=[], ssl_context=make_context(ca), limits=Limits(max_bytes=max_bytes,
+                                                                  max_seconds=5.0),
+        stop_when=None, allow_nets=[], dns_timeout=2.0, ca_bundle=ca,
+        connect_to={HOST: "127.0.0.1"},
+    )
+
+
+def test_download_variants_send_only_their_sni(served: Served) -> None:
+    before = len(served.connections())
+    ctx = context(served.ca)
+    for e in plan(served.url, ["sni", "split"]):
+        keys = TestKeys()
+        extra = e.run(ctx, keys, Clock(), "m")
+        assert extra["failure"] is None and extra["address"] == "127.0.0.1"
+        (hs,) = keys.tls_handshakes
+        assert hs["verified"] and hs["name_matched"] == "server" and hs["checked_name"] == HOST
+        assert hs["server_name"] == e.target.sni
+        assert hs["clienthello_shape"] == (getattr(e, "shape", None) or "whole")
+        (t,) = keys.transfers
+        assert (t["direction"], t["sni"], t["status_code"], t["stopped_by"]) == \
+            ("down", e.target.sni, 200, "max_bytes")
+        assert t["bytes"] >= 300_000  # the cap, checked per read
+    seen = served.connections()[before:]
+    sent = [e.target.sni or None for e in plan(served.url, ["sni", "split"])]
+    # The server saw each name whole, also when it straddled two segments or was padded.
+    assert [c["sni"] for c in seen] == sent
+    assert all(c["paths"] == ["/bytes"] and c["tls"] for c in seen)
+
+
+def test_upload_counts_what_the_server_acknowledged(served: Served) -> None:
+    ctx = context(served.ca, max_bytes=400_000)
+    for e in plan(served.url, ["upload"]):
+        keys = TestKeys()
+        extra = e.run(ctx, keys, Clock(), "m")
+        assert extra["failure"] is None
+        (t,) = keys.transfers
+        server = extra["server_upload"]
+        assert t["direction"] == "up" and t["status_code"] == 200
+        assert server["bytes"] == t["bytes"] == t["bytes_written"] == 400_000
+        assert t["goodput_kbps"] == server["goodput_kbps"]
+        counts = [b for _, b in t["samples"]]
+        assert counts == sorted(counts)
+        # Acknowledged TCP payload: the body plus TLS and HTTP framing, under 1 % more.
+        assert 400_000 <= counts[-1] <= 404_000
+        assert t["tcp_info"] and "bytes_acked" in t["tcp_info"][-1]
+
+
+def test_certificate_for_another_name_is_refused(
+    test_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    issued = test_ca.issue(["elsewhere.test"], out_dir=tmp_path)
+    proc, port = _serve(issued.cert, issued.key, tmp_path / "log.jsonl")
+    try:
+        keys = TestKeys()
+        e = plan(f"https://{HOST}:{port}", ["sni"])[0]  # a Twitter SNI
+        extra = e.run(context(test_ca.cert_path), keys, Clock(), "m")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert extra["failure"] == "ssl_invalid_hostname"
+    (hs,) = keys.tls_handshakes
+    assert not hs["verified"] and hs["name_matched"] is None
+    assert hs["certificates"][0]["sans"] == ["elsewhere.test"]  # the evidence is kept
+    assert keys.transfers[0]["bytes"] == 0  # nothing moved over an unverified connection
+
+
+def test_untrusted_chain_is_refused(served: Served, foreign_ca: CertificateAuthority) -> None:
+    keys = TestKeys()
+    extra = plan(served.url, ["sni"])[0].run(context(foreign_ca.cert_path), keys, Clock(), "m")
+    assert extra["failure"] == "ssl_unknown_authority"
+    assert not keys.tls_handshakes[0]["verified"]
+
+
+def test_handshake_strategy_rejects_unknown_shape(ca_bundle: Path) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        ServerCertHandshake(ca_bundle, HOST, "sideways")
+
+
+def test_locate_trigger_is_one_client_hello_record() -> None:
+    data = client_hello("pbs.twimg.com")
+    offset, length = ch.sni_span(data)
+    assert data[offset:offset + length] == b"pbs.twimg.com"
+    assert len(data) == int.from_bytes(data[3:5], "big") + 5 < 1400  # fits one packet
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_locate_without_root_exits_2() -> None:
+    probe = Path(sys.executable).with_name("probe")
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(probe), "locate",
+         "--server", "https://192.0.2.80"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "root" in proc.stderr
+
+
+def test_icmp_time_exceeded_is_matched_to_its_flow() -> None:
+    from scapy.layers.inet import ICMP, IP, TCP
+
+    from probe.experiments.locate import _quotes_flow
+
+    def icmp(kind: int, dst: str, sport: int, dport: int) -> bytes:
+        quoted = bytes(IP(src="192.0.2.1", dst=dst) / TCP(sport=sport, dport=dport))[:28]
+        return bytes(IP(src="192.0.2.6", dst="192.0.2.1") / ICMP(type=kind) / quoted)
+
+    assert _quotes_flow(icmp(11, "198.51.100.80", 40000, 443), 40000, "198.51.100.80", 443)
+    assert not _quotes_flow(icmp(11, "198.51.100.80", 40001, 443), 40000, "198.51.100.80", 443)
+    assert not _quotes_flow(icmp(11, "198.51.100.81", 40000, 443), 40000, "198.51.100.80", 443)
+    assert not _quotes_flow(icmp(3, "198.51.100.80", 40000, 443), 40000, "198.51.100.80", 443)
+
+
+def test_locate_confidence() -> None:
+    from probe.experiments.locate import Evidence, _confidence
+
+    def ev(k: int, throttled: bool | None) -> Evidence:
+        return Evidence(k, None if throttled is None else (100.0 if throttled else 9e5), 1, 1.0,
+                        throttled=throttled)
+
+    clean = {2: [ev(2, False), ev(2, False)], 3: [ev(3, True), ev(3, True)], 4: [ev(4, True)]}
+    assert _confidence(clean, 3, True, 100.0)[0] == "high"
+    assert _confidence(clean, 3, True, 3.0)[0] == "medium"  # levels only 3x apart
+    assert _confidence(clean, 3, False, 100.0)[0] == "low"  # the boundary moved
+    noisy = {**clean, 1: [ev(1, True)]}  # a slow flow before the hop
+    level, reasons = _confidence(noisy, 3, True, 100.0)
+    assert level == "low" and "disagree" in reasons[1]
+    failed = {**clean, 2: [ev(2, False), ev(2, None)]}
+    level, reasons = _confidence(failed, 3, True, 100.0)
+    assert level == "low" and "failed at TTL 2" in reasons[-1]
