@@ -77,7 +77,8 @@ CONTEXT = [
     Column("repetition", "count", "repetition index, from 0", _key("repetition")),
     Column("target", "", "target name from the targets file", _key("target")),
     Column("family", "", "target family: twitter, control, or another group", _key("family")),
-    Column("kind", "", "target kind: image, video, script or page", _key("kind")),
+    Column("kind", "", "target kind: image, video, script or page; bytes for the experiments' "
+           "transfers from the measurement server", _key("kind")),
     Column("experiment", "", "what the measurement tests: target (a listed object), "
            "or a differential experiment (sni, split, upload)", _key("experiment")),
 ]
