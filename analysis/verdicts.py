@@ -128,6 +128,7 @@ class _Rep:
     bins: np.ndarray | None = None
     shape: str | None = None
     flat: bool | None = None
+    steady: bool = False  # rate from a steady-state window, not a sub-second goodput
 
 
 def _stage(m: pd.Series, dns: pd.DataFrame, tcp: pd.DataFrame, tls: pd.DataFrame,
@@ -229,7 +230,8 @@ def _rate_into(rep: _Rep, transfer: pd.Series, s: np.ndarray | None, tcp_info: l
         rep.bins = None if rep.rate is None else np.array([rep.rate])
         return
     est = estimate(s)
-    rep.rate = est.rate_kbps if est.window_s >= 1.0 else est.goodput_kbps
+    rep.steady = est.window_s >= 1.0
+    rep.rate = est.rate_kbps if rep.steady else est.goodput_kbps
     t, b = as_arrays(s)
     window = steady_window(t, b)
     bins = np.zeros(0)
@@ -355,6 +357,14 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     if c.control_cv > CONTROL_MAX_CV:
         v.explanation = (f"slower ({speeds}), but the controls vary too much across repetitions "
                          f"(CV {c.control_cv:.2f}) to tell throttling from a busy network.")
+        return v
+    if not any(r.steady for r in measured):
+        # Done in well under a second: the rate is one point, and two unthrottled
+        # sub-second transfers differ by 2x between themselves. No sign of a cap.
+        v.verdict = "ok" if c.ratio > THROTTLED_RATIO else "inconclusive"
+        v.explanation = (f"finished too fast to measure a steady rate ({speeds}); "
+                         + ("no sign of a cap." if v.verdict == "ok" else
+                            "too short to tell a cap from noise."))
         return v
     flat = [r.flat for r in measured if r.flat is not None]
     wandering = len(flat) > 0 and sum(flat) * 2 < len(flat)

@@ -131,6 +131,9 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
               type=click.IntRange(1024), help="Byte cap per object (per whole video).")
 @click.option("--max-seconds", default=10.0, show_default=True, type=click.FloatRange(0.5, 600),
               help="Time cap per object; a transfer cut by it is still a valid rate measurement.")
+@click.option("--connect-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(0.5, 120),
+              help="Seconds to wait for a TCP connect and for a TLS handshake (each).")
 @click.option("--dns-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="Seconds to wait for each DNS answer.")
 @click.option("--allow-net", "allow_nets", multiple=True, callback=_nets, metavar="CIDR",
@@ -172,8 +175,8 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
               help="No progress or summary (for cron); still prints the result folder.")
 def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict, max_bytes: int,
-        max_seconds: float, dns_timeout: float, allow_nets: list[str], server: str | None,
-        experiments: str, no_early_stop: bool, budget_mb: float | None,
+        max_seconds: float, connect_timeout: float, dns_timeout: float, allow_nets: list[str],
+        server: str | None, experiments: str, no_early_stop: bool, budget_mb: float | None,
         daily_budget_mb: float | None, monthly_budget_mb: float | None, label: str | None,
         asn_db: Path | None, out: Path, wait: bool, jitter: float, yes: bool,
         log_file: Path | None, verbose: bool, quiet: bool) -> None:
@@ -241,7 +244,8 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         config = RunConfig(
             target_files=files, out=out, repeat=repeat, resolvers=resolver + doh,
             system_resolver=not no_system_resolver, ca_bundle=ca_bundle, connect_to=connect_to,
-            limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds),
+            limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds,
+                          connect_timeout=connect_timeout),
             allow_nets=allow_nets, dns_timeout=dns_timeout, label=label, budget=budget,
             early_stop=not no_early_stop, server=server, experiments=experiment_names,
             consent=consent_state, network=network,

@@ -223,3 +223,25 @@ def test_measurements_fall_back_to_a_full_parse(tmp_path: Path) -> None:
     ms = analysis.load(folder).measurements
     assert ms["pair"].tolist() == ["control-image", None]
     assert ms["address"].tolist() == ["198.51.100.20", "192.0.2.10"]
+
+
+def _rep(target: str, family: str, rate: float, steady: bool):
+    import numpy as np
+
+    from analysis.verdicts import _Rep
+
+    return _Rep(measurement_id=f"{target}-m", target=target, family=family, kind="image",
+                host=f"{target}.test", sni=f"{target}.test", experiment="target",
+                direction="down", stage="ok", rate=rate, bins=np.array([rate]), steady=steady)
+
+
+def test_sub_second_transfers_are_not_judged_on_one_point() -> None:
+    """Two unthrottled sub-second transfers differ up to 2x (seen in the lab): never throttled."""
+    from analysis.verdicts import judge
+
+    fast = judge([_rep("tw", "twitter", 363_306, False)], [_rep("ctl", "control", 628_931, False)])
+    assert fast.verdict == "ok" and "too fast to measure" in fast.explanation
+    odd = judge([_rep("tw", "twitter", 100_000, False)], [_rep("ctl", "control", 628_931, False)])
+    assert odd.verdict == "inconclusive"
+    steady = judge([_rep("tw", "twitter", 130, True)], [_rep("ctl", "control", 300_000, False)])
+    assert steady.verdict != "ok"  # a measured steady cap is still judged on its merits

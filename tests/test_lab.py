@@ -161,7 +161,7 @@ def test_shipped_targets_match_the_lab() -> None:
     loaded = targets.load([path])
     names = {t.host for t in loaded}
     assert names <= {h.name for h in topology.HOSTS}
-    assert {t.family for t in loaded} == {"twitter", "control"}
+    assert {t.family for t in loaded} == {"twitter", "control", "control-tco"}
 
 
 # -- scenarios ------------------------------------------------------------------------

@@ -155,7 +155,9 @@ TRANSFERS = CONTEXT + [
            "transfer (TCP_INFO), headers and TLS included", _key("wire_bytes")),
     Column("duration_s", "s", "request sent to last byte (or to the stop)", _key("duration_s")),
     Column("ttfb_ms", "ms", "request sent to first response byte", _key("ttfb_ms")),
-    Column("goodput_kbps", "kbit/s", "bytes * 8 / 1000 / duration_s", _key("goodput_kbps")),
+    Column("goodput_kbps", "kbit/s", "bytes * 8 / 1000 / duration_s: the user's view; after an "
+           "early stop it misses the TLS record in flight (up to 16 KiB), so the network rate "
+           "is better read off tcpinfo.csv wire_bytes", _key("goodput_kbps")),
     Column("stopped_by", "", "complete, max_bytes, max_seconds, stable (rate estimate settled), "
            "timeout (stalled after progress), budget, or error", _key("stopped_by")),
     Column("failure", "", "OONI df-007 failure string; empty when the transfer completed or "
