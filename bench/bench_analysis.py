@@ -43,8 +43,7 @@ def main() -> None:
         timed("load(...).measurements (JSONL envelopes)", lambda: r.measurements)
         s = timed("load(...).samples", lambda: r.samples)
         print(f"  {len(tr)} transfers, {len(s)} samples")
-        few = analysis.load(sorted((root / "runs").iterdir())[:100])
-        timed("verdicts of 100 runs", lambda: verdicts(few))
+        timed(f"verdicts of all {RUNS} runs", lambda: verdicts(r))
     series = simulate(POLICED, seed=0).samples
     n = 200
     t = time.perf_counter()
