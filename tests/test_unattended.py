@@ -233,3 +233,14 @@ def test_run_json_records_consent_state(world: dict, tmp_path: Path) -> None:
     res = run_probe(world, targets(world, body), tmp_path / "b", "--quiet", "--yes", env=env)
     info = json.loads((Path(res.stdout.strip()) / "run.json").read_text())
     assert info["consent"] == "yes-flag"
+
+
+def test_log_file_and_verbose(world: dict, tmp_path: Path) -> None:
+    body = SLOW.replace("/slow/100000?kbps=400", "/bytes/1000")
+    log = tmp_path / "logs" / "probe.log"
+    res = run_probe(world, targets(world, body), tmp_path / "out", "--quiet", "--verbose",
+                    "--log-file", str(log))
+    assert res.returncode == 0, res.stderr
+    text = log.read_text()
+    assert "measurements planned" in text and "slow-tw: ok" in text and "complete" in text
+    assert "slow-ctl: ok" in res.stderr  # --verbose: the same steps on stderr
