@@ -131,7 +131,7 @@ class _Rep:
     steady: bool = False  # rate from a steady-state window, not a sub-second goodput
 
 
-def _stage(m: pd.Series, dns: pd.DataFrame, tcp: pd.DataFrame, tls: pd.DataFrame,
+def _stage(m: dict, dns: pd.DataFrame, tcp: pd.DataFrame, tls: pd.DataFrame,
            usable: bool) -> str:
     if usable:
         return "ok"
@@ -180,10 +180,13 @@ def _sender_tcpinfo(r: Results) -> dict[str, list[dict]]:
 
 
 def _reps(r: Results) -> list[_Rep]:
+    """Every measurement boiled down (plain records here: per-row pandas is too slow)."""
     tr = r.transfers
     samples = rate_series(r)
     tcpinfo = _sender_tcpinfo(r)
-    by_m = {k: g for k, g in tr.groupby("measurement_id", sort=False)}
+    by_m: dict[str, list[dict]] = {}
+    for t in tr.to_dict("records"):
+        by_m.setdefault(t["measurement_id"], []).append(t)
     dns = {k: g for k, g in r.dns.groupby("measurement_id", sort=False)}
     tcp = {k: g for k, g in r.tcp.groupby("measurement_id", sort=False)}
     tls = {k: g for k, g in r.tls.groupby("measurement_id", sort=False)}
@@ -191,27 +194,27 @@ def _reps(r: Results) -> list[_Rep]:
     if not len(ms):  # no JSONL: the measurements the CSVs know of
         ms = tr.drop_duplicates("measurement_id").assign(pair=None, failure=None)
     reps = []
-    for _, m in ms.iterrows():
+    for m in ms.to_dict("records"):
         mid = m["measurement_id"]
-        trs = by_m.get(mid)
+        trs = by_m.get(mid, [])
         main, direction = None, "up" if m.get("experiment") == "upload" else "down"
-        if trs is not None and len(trs):
-            direction = str(trs["direction"].dropna().iloc[0]) if trs["direction"].notna().any() \
-                else direction
-            # A transfer cut by an error still measured a rate until then, if it moved enough.
-            ok = trs[(trs["bytes"] > 0) & (trs["failure"].isna() | (trs["bytes"] >= MIN_BYTES))]
-            if len(ok):
-                main = ok.loc[ok["bytes"].idxmax()]
-        usable = main is not None
+        directions = [t["direction"] for t in trs if not pd.isna(t["direction"])]
+        if directions:
+            direction = str(directions[0])
+        # A transfer cut by an error still measured a rate until then, if it moved enough.
+        ok = [t for t in trs if t["bytes"] > 0
+              and (pd.isna(t["failure"]) or t["bytes"] >= MIN_BYTES)]
+        if ok:
+            main = max(ok, key=lambda t: t["bytes"])  # the first of the largest
         sni = m.get("sni")
         if main is not None and not pd.isna(main["sni"]):
             sni = main["sni"]
-        elif pd.isna(sni) or sni is None:
+        elif sni is None or pd.isna(sni):
             sni = m.get("host")
         rep = _Rep(mid, m["target"], _s(m.get("family")), _s(m.get("kind")), _s(m.get("host")),
                    _s(sni), _s(m.get("experiment")) or "target",
                    _s(main["direction"]) if main is not None else direction,
-                   _stage(m, dns.get(mid), tcp.get(mid), tls.get(mid), usable))
+                   _stage(m, dns.get(mid), tcp.get(mid), tls.get(mid), main is not None))
         if main is not None and main["bytes"] >= MIN_BYTES:
             s = samples.get(main["transfer_id"])
             _rate_into(rep, main, s, tcpinfo.get(main["transfer_id"], []))
@@ -223,7 +226,7 @@ def _s(v: object) -> str | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
 
 
-def _rate_into(rep: _Rep, transfer: pd.Series, s: np.ndarray | None, tcp_info: list) -> None:
+def _rate_into(rep: _Rep, transfer: dict, s: np.ndarray | None, tcp_info: list) -> None:
     if s is None or len(s) < 2:
         rep.rate = float(transfer["goodput_kbps"]) if not pd.isna(transfer["goodput_kbps"]) \
             else None

@@ -2,12 +2,12 @@
 
 Run folders are synthetic (tests/fixtures_results.py: simulated policed
 Twitter and fast controls, 4 targets x 3 repetitions), one written and then
-copied, so the figure is the loader's cost, not the simulator's.
+copied under new run and measurement ids, so the figure is the analysis' cost,
+not the simulator's.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -34,8 +34,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         first = write_run(root / "src", RunSpec(pairs(("image", "video"), POLICED, FAST)))
-        for i in range(RUNS):
-            shutil.copytree(first, root / "runs" / f"{first.name}-{i:04d}")
+        for i in range(RUNS):  # copies with their own run and measurement ids, as real runs
+            copy = root / "runs" / f"{first.name[:-4]}{i:04x}"
+            copy.mkdir(parents=True)
+            for f in first.iterdir():
+                (copy / f.name).write_text(f.read_text().replace(first.name, copy.name))
         size = sum(p.stat().st_size for p in (root / "runs").rglob("*")) / 1e6
         print(f"{RUNS} run folders, {size:.0f} MB")
         r = analysis.load(root / "runs")
