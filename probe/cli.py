@@ -57,9 +57,11 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Measure, prove and locate bandwidth throttling (e.g. of Twitter media).
 
-    `probe run` measures the targets and writes a result folder; `probe serve`
-    runs the measurement server; `probe lab` builds a censored network in
-    namespaces; `probe analyze` turns result folders into verdicts and reports.
+    `probe run` measures the targets and writes a result folder (with --server,
+    also the differential experiments); `probe locate` finds the throttler's hop;
+    `probe serve` runs the measurement server; `probe lab` builds a censored
+    network in namespaces; `probe analyze` turns result folders into verdicts and
+    reports; `probe schedule` and `probe doctor` are for unattended operation.
     """
 
 
