@@ -61,7 +61,8 @@ def goodput_kbps(samples: Sequence[Sequence[float]] | np.ndarray) -> float | Non
     t, b = as_arrays(samples)
     if len(t) == 0 or t[-1] <= 0:
         return None
-    return float(b[-1] * 8 / 1000 / t[-1])
+    with np.errstate(over="ignore"):  # absurd inputs give inf, not a warning
+        return float(b[-1] * 8 / 1000 / t[-1])
 
 
 def steady_window(t: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
