@@ -27,7 +27,7 @@ from probe.results.atomic import write_text  # noqa: E402
 
 from .load import Results  # noqa: E402
 from .rates import as_arrays  # noqa: E402
-from .verdicts import transfer_table, verdicts  # noqa: E402
+from .verdicts import rate_series, transfer_table, verdicts  # noqa: E402
 
 BIN_S = 0.5  # plot bins; a transfer shorter than 8 bins gets 8 finer ones
 MAX_SERIES = 12  # transfers per family in the throughput-over-time plot
@@ -63,14 +63,13 @@ def throughput_figure(r: Results, table: pd.DataFrame, rows: pd.DataFrame) -> Fi
     counts = rows[rows["verdict"] == "throttled"].groupby("run_id").size()
     run_id = counts.idxmax() if len(counts) else main["run_id"].iloc[0]
     main = main[main["run_id"] == run_id]
-    samples = r.samples[r.samples["run_id"] == run_id]
-    by_id = {k: g for k, g in samples.groupby("transfer_id")}
+    by_id = rate_series(r)  # the wire count where recorded: TLS releases the body in steps
     fig, ax = plt.subplots(figsize=(8, 4))
     for family, g in main.groupby("family"):
         for i, t in enumerate(g.itertuples()):
             if i >= MAX_SERIES or t.transfer_id not in by_id:
                 continue
-            ts, b = as_arrays(by_id[t.transfer_id][["t_ms", "bytes"]].to_numpy(float))
+            ts, b = as_arrays(by_id[t.transfer_id])
             width = BIN_S if ts[-1] >= 8 * BIN_S else max(ts[-1] / 8, 0.005)
             edges = np.arange(0, ts[-1] + 1e-9, width)
             if len(edges) < 2:

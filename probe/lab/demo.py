@@ -115,8 +115,12 @@ def demo(
         for name in scenarios:
             lab.scenario(name, rate_kbps=rate_kbps, hop=hop)
             started = time.monotonic()
+            # The SNI and split experiments against the lab's measurement server
+            # let the verdicts name the trigger (sni or ip), not just the slowdown.
             folder = run_probe(lab, targets, out / f"demo-{name}", repeat=repeat,
-                               max_seconds=max_seconds)
+                               max_seconds=max_seconds,
+                               extra=["--server", lab.state["measure"]["url"],
+                                      "--experiments", "sni,split"])
             print(f"\n{name} (router {hop}): probe ran {time.monotonic() - started:.0f} s")
             print_verdicts(name, folder)
             folders[name] = folder
