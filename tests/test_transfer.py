@@ -284,17 +284,6 @@ def test_keep_alive_reuse_across_fetches(
     assert server.seen.connections == 1 and len(keys.tls_handshakes) == 1
 
 
-def test_upload(server: TestServer, keys: TestKeys, ca_bundle: Path) -> None:
-    body: list[bytes] = []
-    with _session(keys, ca_bundle) as s:
-        rec = s.fetch(server.url("/upload", NAME), method="POST", content=b"u" * 300_000,
-                      sink=body.append)
-    assert rec["direction"] == "up" and rec["failure"] is None
-    assert rec["bytes"] == 300_000 and b"".join(body) == b"300000"  # the server got it all
-    assert rec["wire_bytes"] >= 300_000 and rec["samples"][-1][1] == 300_000
-    assert rec["duration_s"] == pytest.approx(rec["ttfb_ms"] / 1000, abs=1e-5)
-
-
 def test_byte_range(server: TestServer, keys: TestKeys, ca_bundle: Path) -> None:
     with _session(keys, ca_bundle) as s:
         rec = s.fetch(server.url("/video.mp4", NAME), byte_range=(100, 10_099))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -30,7 +30,6 @@ KEY_HEADERS = (
     "content-type", "content-length", "content-range", "server", "via",
     "x-cache", "age", "cache-control", "location",
 )
-_UPLOAD_CHUNK = 64 * 1024
 _BY_DATA = ("complete", "max_bytes")  # transfers whose span ends at their last byte
 StopWhen = Callable[[list[tuple[float, int]]], bool]
 
@@ -44,10 +43,6 @@ class Limits:
     connect_timeout: float = 10.0
     read_timeout: float = 10.0
     sample_interval_s: float = 0.1
-
-
-class _Stopped(Exception):
-    """Raised inside an upload body iterator to abandon the request at a bound."""
 
 
 class _Progress:
@@ -150,7 +145,6 @@ class Session:
         method: str = "GET",
         headers: dict | None = None,
         byte_range: tuple[int, int] | None = None,
-        content: bytes | None = None,
         max_bytes: int | None = None,
         max_seconds: float | None = None,
         stop_when: StopWhen | None = None,
@@ -171,7 +165,6 @@ class Session:
         transfer_id = f"{self.prefix}-{self._count}"
         max_bytes = self.limits.max_bytes if max_bytes is None else max_bytes
         max_seconds = self.limits.max_seconds if max_seconds is None else max_seconds
-        upload = content is not None
         progress = _Progress(max_seconds)
         opened_before = self.backend.connections_opened
         self.backend.transfer_id = transfer_id
@@ -190,19 +183,15 @@ class Session:
         req_headers = dict(headers or {})
         if byte_range is not None:
             req_headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-        body: Iterator[bytes] | None = None
-        if upload:
-            req_headers["Content-Length"] = str(len(content))
-            body = _upload_chunks(content, progress)
         request = self.client.build_request(
-            method, url, headers=req_headers, content=body, extensions={"trace": trace}
+            method, url, headers=req_headers, extensions={"trace": trace}
         )
         t0 = self.clock.now()
         self.keys.network_events.append(
             {"operation": "http_transaction_start", "t": t0, "transfer_id": transfer_id}
         )
         sampler = threading.Thread(
-            target=self._sample, args=(progress, transfer_id, stop_when, wire_start, upload),
+            target=self._sample, args=(progress, transfer_id, stop_when, wire_start),
             daemon=True
         )
         sampler.start()
@@ -223,12 +212,12 @@ class Session:
                 progress.stream = stream
             try:
                 stopped_by, body_length = self._read_body(
-                    response, progress, upload, max_bytes, sink
+                    response, progress, max_bytes, sink
                 )
             finally:
                 response.close()
-        except (_Stopped, httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
-            stopped_by, failure = _outcome(exc, progress, upload)
+        except (httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
+            stopped_by, failure = _outcome(exc, progress)
         finally:
             ended = time.monotonic()
             progress.done.set()
@@ -238,9 +227,9 @@ class Session:
         wire_end = end.final_tcp_info() if end is not None else None
         if wire_end and progress.started is not None:
             final = {"t_ms": _ms(ended - progress.started), **tcpinfo.summary(wire_end),
-                     "wire_bytes": _wire_bytes(wire_start, wire_end, upload)}
+                     "wire_bytes": _wire_bytes(wire_start, wire_end)}
             progress.tcp_info.append(final)
-        if progress.started is not None and not upload:
+        if progress.started is not None:
             # The last count, so even a transfer shorter than one tick has its total.
             self.keys.network_events.append({
                 "operation": "bytes_received_cumulative", "num_bytes": progress.bytes,
@@ -274,15 +263,15 @@ class Session:
             "sni": host if self.sni is None else self.sni,
             "address": end.address if end else self.backend.address,
             "port": parts.port or (443 if parts.scheme == "https" else 80),
-            "direction": "up" if upload else "down",
+            "direction": "down",
             "method": method,
             "status_code": status,
             "content_type": content_type,
             "bytes": progress.bytes,
-            "wire_bytes": _wire_bytes(wire_start, wire_end, upload),
+            "wire_bytes": _wire_bytes(wire_start, wire_end),
             "t0": t0,
             "t": t,
-            **_timing(progress, stopped_by, upload, ended),
+            **_timing(progress, stopped_by, ended),
             "failure": failure,
             "stopped_by": stopped_by,
             "samples": progress.samples,
@@ -295,7 +284,7 @@ class Session:
         return record
 
     def _read_body(
-        self, response: httpx.Response, progress: _Progress, upload: bool, max_bytes: int,
+        self, response: httpx.Response, progress: _Progress, max_bytes: int,
         sink: Callable[[bytes], None] | None,
     ) -> tuple[str, int]:
         """Consume the body within the bounds; returns (stopped_by, body bytes read)."""
@@ -304,13 +293,12 @@ class Session:
         expected = int(length) if length.isdigit() else None
         for chunk in response.iter_raw():
             received += len(chunk)
-            if not upload:
-                progress.add(len(chunk))
+            progress.add(len(chunk))
             if sink is not None:
                 sink(chunk)
             if progress.stop_reason is not None:
                 return progress.stop_reason, received
-            if not upload and progress.bytes >= max_bytes and received != expected:
+            if progress.bytes >= max_bytes and received != expected:
                 return "max_bytes", received
             if progress.past_deadline():
                 progress.stop("max_seconds")
@@ -318,9 +306,9 @@ class Session:
         return "complete", received
 
     def _sample(self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None,
-                wire_start: dict[str, int], upload: bool) -> None:
+                wire_start: dict[str, int]) -> None:
         """Tick every sample_interval_s: cumulative bytes, TCP_INFO, deadline, stop_when."""
-        wire_key = "bytes_acked" if upload else "bytes_received"
+        wire_key = "bytes_received"
         wire: list[tuple[float, int]] = []
         interval = self.limits.sample_interval_s
         next_tick = time.monotonic() + interval
@@ -365,28 +353,14 @@ class Session:
             return False
 
 
-def _upload_chunks(content: bytes, progress: _Progress) -> Iterator[bytes]:
-    """Feed the request body in chunks so progress and bounds apply while sending."""
-    view = memoryview(content)
-    for offset in range(0, len(view), _UPLOAD_CHUNK):
-        if progress.stop_reason is not None:
-            raise _Stopped(progress.stop_reason)
-        if progress.past_deadline():
-            progress.stop("max_seconds")
-            raise _Stopped("max_seconds")
-        chunk = view[offset:offset + _UPLOAD_CHUNK]
-        yield bytes(chunk)
-        progress.add(len(chunk))
-
-
-def _outcome(exc: BaseException, progress: _Progress, upload: bool) -> tuple[str, str | None]:
+def _outcome(exc: BaseException, progress: _Progress) -> tuple[str, str | None]:
     """(stopped_by, failure) for an exception that ended the transfer."""
     if progress.stop_reason is not None:
         if progress.stop_reason == "max_seconds" and progress.bytes == 0:
             return "max_seconds", GENERIC_TIMEOUT  # nothing arrived: no rate to report
         return progress.stop_reason, None
     if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
-        return "timeout", (None if progress.bytes > 0 and not upload else GENERIC_TIMEOUT)
+        return "timeout", (None if progress.bytes > 0 else GENERIC_TIMEOUT)
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, MeasuredConnectError):
@@ -395,7 +369,7 @@ def _outcome(exc: BaseException, progress: _Progress, upload: bool) -> tuple[str
     return "error", classify(exc)
 
 
-def _timing(progress: _Progress, stopped_by: str, upload: bool, ended: float) -> dict:
+def _timing(progress: _Progress, stopped_by: str, ended: float) -> dict:
     """duration_s, ttfb_ms (-> response headers), last_byte_ms and goodput_kbps.
 
     The goodput span ends at the last byte when the object (or our byte budget)
@@ -405,8 +379,6 @@ def _timing(progress: _Progress, stopped_by: str, upload: bool, ended: float) ->
     if started is None:
         return {"duration_s": None, "ttfb_ms": None, "last_byte_ms": None, "goodput_kbps": None}
     last = progress.last_byte
-    if upload and progress.headers_at is not None:
-        last = progress.headers_at  # the server has every byte once it answers
     end = (last or progress.headers_at or ended) if stopped_by in _BY_DATA else ended
     duration = round(end - started, 6)
     return {
@@ -417,9 +389,9 @@ def _timing(progress: _Progress, stopped_by: str, upload: bool, ended: float) ->
     }
 
 
-def _wire_bytes(start: dict[str, int], end: dict[str, int] | None, upload: bool) -> int | None:
-    """Bytes on the TCP stream during the transfer (TLS and HTTP framing included)."""
-    key = "bytes_acked" if upload else "bytes_received"
+def _wire_bytes(start: dict[str, int], end: dict[str, int] | None) -> int | None:
+    """Bytes received on the TCP stream during the transfer (TLS and HTTP framing included)."""
+    key = "bytes_received"
     if not end or key not in start or key not in end:
         return None
     return end[key] - start[key]
