@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from probe.results.atomic import write_text  # noqa: E402
+from probe.results.atomic import write_bytes, write_text  # noqa: E402
 
 from .load import Results  # noqa: E402
 from .rates import as_arrays  # noqa: E402
@@ -208,19 +206,6 @@ def _markdown(summary: str, rows: pd.DataFrame, figures: list[Figure], stem: str
     return "\n".join(lines) + "\n"
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(r: Results, out: Path) -> list[Path]:
     """Write OUT (HTML), OUT with .md and the PNGs beside it; returns the paths written."""
     out = Path(out)
@@ -234,7 +219,7 @@ def write_report(r: Results, out: Path) -> list[Path]:
     written = []
     for f in figures:
         path = out.with_name(f"{out.stem}-{f.name}.png")
-        _write_bytes(path, f.png)
+        write_bytes(path, f.png)
         written.append(path)
     md = out.with_suffix(".md")
     write_text(md, _markdown(summary, rows, figures, out.stem))

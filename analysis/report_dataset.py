@@ -13,14 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from probe.results.atomic import write_all
 
 LINES_PER_PANEL = 4  # largest ASes drawn per access class
 MIN_DAILY_DECIDED = 3  # days with fewer decided visits are not drawn (too noisy to read)
@@ -381,28 +381,6 @@ def render_markdown(summary: dict[str, Any], png_names: dict[str, str]) -> str:
     return "\n".join(out)
 
 
-def _write_all(files: dict[Path, bytes]) -> None:
-    """Write every file to a temporary sibling, then rename all into place."""
-    temps: list[tuple[str, Path]] = []
-    umask = os.umask(0o022)
-    os.umask(umask)
-    try:
-        for path, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps.append((tmp, path))
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for sharing
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
 def write_report(summary: dict[str, Any], html_path: str | Path) -> list[Path]:
     """Write HTML (self-contained), its Markdown twin (same stem, .md) and the PNGs beside it.
 
@@ -415,5 +393,5 @@ def write_report(summary: dict[str, Any], html_path: str | Path) -> list[Path]:
     files: dict[Path, bytes] = {png_paths[k]: v for k, v in pngs.items()}
     files[md_path] = render_markdown(summary, {k: p.name for k, p in png_paths.items()}).encode()
     files[out] = render_html(summary, pngs).encode()
-    _write_all(files)
+    write_all(files)
     return list(files)
