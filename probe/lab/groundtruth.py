@@ -12,7 +12,9 @@ They do, with the standard library only, the few things curl cannot:
   The injected packet uses the socket's own sequence numbers (read in
   TCP_REPAIR mode) and a raw socket, so the kernel never retransmits it past
   the hop where it expires.
-Each prints one JSON object on stdout.
+Each prints one JSON object on stdout. They repeat, on purpose and in a few
+lines, what probe/experiments does (split, trigger injection): an oracle that
+shared the probe's code would share its bugs and prove nothing.
 
     python -m probe.lab.groundtruth traceroute 203.0.113.10
     python -m probe.lab.groundtruth fetch --url https://pbs.twimg.com/media/img/photo.jpg \
