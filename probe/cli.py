@@ -280,12 +280,37 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         click.echo(f"stopped early ({runner.stop_reason}); what was measured is saved",
                    err=True)
     if not quiet:
-        from rich.console import Console
-
-        from probe.progress import summary_table
-
-        Console().print(summary_table(result.measurements))
+        _print_summary(result)
     click.echo(str(result.folder))
+
+
+def _print_summary(result) -> None:
+    """The one-screen summary: per target what happened, its goodput and the verdict."""
+    import logging
+
+    from rich.console import Console
+
+    from probe.progress import summary_table
+
+    found: dict[str, str] = {}
+    notes: list[str] = []
+    try:
+        from analysis.verdicts import verdicts
+
+        for v in verdicts([result.folder]).to_dict("records"):
+            label = v["verdict"] + (f" ({v['trigger']})" if v.get("trigger") else "")
+            found[v["target"]] = label
+            if v["verdict"] != "ok":
+                notes.append(f"{v['target']}: {label}: {v['explanation']}")
+    except Exception as exc:  # the measurements are saved; a summary must not fail the run
+        logging.getLogger("probe").warning("no verdicts in the summary: %s", exc)
+    # A pipe or a log file has no width: use a wide one rather than fold every cell.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(summary_table(result.measurements, found))
+    for note in notes:
+        console.print(note, soft_wrap=True)
+    console.print("Verdicts compare each Twitter target with its controls on this run; "
+                  "`probe analyze report` explains them with plots.", style="dim")
 
 
 def _network(asn_db: Path) -> dict | None:

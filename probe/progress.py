@@ -25,7 +25,8 @@ class TerminalProgress:
             self.progress.start()
             self.task = self.progress.add_task("starting", total=payload)
         elif event == "measuring" and self.task is not None:
-            self.progress.update(self.task, description=f"measuring {payload.name}")
+            target = getattr(payload, "target", payload)  # an experiment carries its target
+            self.progress.update(self.task, description=f"measuring {target.name}")
         elif event == "measured" and self.task is not None:
             self.progress.advance(self.task)
 
@@ -34,19 +35,22 @@ class TerminalProgress:
 
 
 def outcome(measurement: dict) -> tuple[str, float | None, int]:
-    """(outcome, goodput kbps over all downloads, bytes) of one measurement."""
+    """(outcome, goodput kbps over all its transfers, bytes) of one measurement."""
     keys = measurement.get("test_keys") or {}
-    transfers = [t for t in keys.get("transfers") or [] if t.get("direction") == "down"]
+    transfers = keys.get("transfers") or []
     total = sum(t.get("bytes") or 0 for t in transfers)
     seconds = sum(t.get("duration_s") or 0 for t in transfers)
     goodput = round(total * 8 / 1000 / seconds, 1) if seconds > 0 and total else None
     return keys.get("failure") or "ok", goodput, total
 
 
-def summary_table(measurements: list[dict]) -> Table:
-    """One row per target: outcome of each repetition and median goodput."""
+def summary_table(measurements: list[dict], verdicts: dict[str, str] | None = None) -> Table:
+    """One row per target: outcome of each repetition, median goodput, and the verdict."""
     table = Table(title="What was measured (goodput = payload kbit/s, median over repetitions)")
-    for col in ("target", "family", "kind", "outcome", "goodput kbps", "bytes"):
+    columns = ["target", "family", "kind", "outcome", "goodput kbps", "bytes"]
+    if verdicts:
+        columns.append("verdict")
+    for col in columns:
         numeric = col in ("goodput kbps", "bytes")
         table.add_column(col, justify="right" if numeric else "left",
                          overflow="ellipsis" if numeric else "fold")
@@ -58,9 +62,11 @@ def summary_table(measurements: list[dict]) -> Table:
         outcomes = sorted({r[0] for r in results})
         rates = sorted(r[1] for r in results if r[1] is not None)
         median = rates[len(rates) // 2] if rates else None
-        table.add_row(
-            name, ms[0]["target"]["family"], ms[0]["target"]["kind"], ", ".join(outcomes),
-            f"{median:,.0f}" if median is not None else "-",
-            f"{sum(r[2] for r in results):,}",
-        )
+        row = [name, ms[0]["target"]["family"], ms[0]["target"]["kind"], ", ".join(outcomes),
+               f"{median:,.0f}" if median is not None else "-",
+               f"{sum(r[2] for r in results):,}"]
+        if verdicts:
+            row.append(verdicts.get(name, "(control)" if ms[0]["target"]["family"] == "control"
+                                    else "-"))
+        table.add_row(*row)
     return table

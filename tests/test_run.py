@@ -101,6 +101,11 @@ def test_summary_and_path_without_quiet(world: dict, tmp_path: Path) -> None:
     assert Path(lines[-1]).is_dir()
     text = res.stdout
     assert "tw-image" in text and "connection_refused" in text and "dns_nxdomain_error" in text
+    tw_row = next(line for line in text.splitlines() if "│ tw-image " in line)
+    verdict = tw_row.split("│")[-2].strip()  # the verdict column, last
+    assert verdict in ("ok", "inconclusive"), tw_row  # loopback: never throttled
+    ctl_row = next(line for line in text.splitlines() if "│ ctl-image " in line)
+    assert ctl_row.split("│")[-2].strip() == "(control)"
 
 
 @pytest.mark.parametrize("body, where, what", [
