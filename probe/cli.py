@@ -192,7 +192,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
 
     One run at a time: a second run exits with 3 (or waits with --wait).
     SIGINT/SIGTERM finish the measurement in flight, write the results and exit 0;
-    a second signal stops at once (the results written so far stay valid).
+    a second signal stops at once with 130 (the results written so far stay valid).
 
     Exit status: 0 when the run completed (whatever it found, also when a budget
     or a signal stopped it), 2 for bad input or unwritable results, 3 when
