@@ -244,3 +244,25 @@ def test_log_file_and_verbose(world: dict, tmp_path: Path) -> None:
     text = log.read_text()
     assert "measurements planned" in text and "slow-tw: ok" in text and "complete" in text
     assert "slow-ctl: ok" in res.stderr  # --verbose: the same steps on stderr
+
+
+def test_second_signal_stops_at_once_and_keeps_valid_results(world: dict,
+                                                              tmp_path: Path) -> None:
+    proc = _start(world, SLOW, tmp_path, "--repeat", "10")
+    try:
+        jsonl = _wait_for_lines(tmp_path, 1)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # impatient: stop now, mid-transfer
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert out.strip().splitlines()[-1] == str(jsonl.parent)
+    info = json.loads((jsonl.parent / "run.json").read_text())
+    written = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert info["status"] == "interrupted" and info["measurements"] == len(written)
+    assert len(read_csv(jsonl.parent, "transfers.csv")) == len(written)
