@@ -96,7 +96,7 @@ def estimate(samples: Sequence[Sequence[float]] | np.ndarray) -> RateEstimate:
         return RateEstimate(None, None, None, False, good, nbytes, elapsed, 0.0, "no data yet")
     start, end = window
     span = end - start
-    if span <= 0:
+    if span <= 1e-6:  # under a microsecond (or denormal): no rate can be read off it
         return RateEstimate(good, None, None, False, good, nbytes, elapsed, 0.0, "too short")
     b_start = float(np.interp(start, t, b))
     inside = t >= start
