@@ -143,9 +143,10 @@ def _stage(m: dict, dns: pd.DataFrame | None, tcp: pd.DataFrame | None,
     """Which step failed a measurement that moved no usable data."""
     if dns is not None and len(dns) and dns["bogons"].fillna("").ne("").any():
         return "dns"
-    if tcp is None or not len(tcp):
+    if tcp is None or not len(tcp):  # nothing was connected to: DNS gave no address
         failure = str(m.get("failure") or "")
-        return "dns" if failure.startswith("dns_") or not failure else "tcp"
+        asked = dns is not None and len(dns) > 0
+        return "dns" if asked or failure.startswith("dns_") or not failure else "tcp"
     if not tcp["success"].fillna(False).astype(bool).any():
         return "tcp"
     if tls is not None and len(tls):
@@ -313,7 +314,7 @@ def _compare(subject: list[_Rep], controls: list[_Rep], seed: int) -> _Compariso
 
 _FAIL_VERDICT = {"dns": "dns-tampered", "tcp": "blocked", "tls-reset": "blocked",
                  "http": "blocked", "tls-cert": "tls-tampered"}
-_FAIL_WORDS = {"dns": "DNS gave no usable address (bogon or none)",
+_FAIL_WORDS = {"dns": "DNS gave no usable address (a bogon, none, or no answer)",
                "tcp": "TCP connections failed", "tls-reset": "the TLS handshake was cut",
                "http": "the transfer failed before moving enough data to measure",
                "tls-cert": "the server presented a certificate the probe does not trust"}

@@ -245,3 +245,16 @@ def test_sub_second_transfers_are_not_judged_on_one_point() -> None:
     assert odd.verdict == "inconclusive"
     steady = judge([_rep("tw", "twitter", 130, True)], [_rep("ctl", "control", 300_000, False)])
     assert steady.verdict != "ok"  # a measured steady cap is still judged on its merits
+
+
+def test_no_connection_after_a_failed_lookup_is_a_dns_stage() -> None:
+    """An unreachable resolver leaves no address: DNS failed, not TCP (nothing was connected)."""
+    import pandas as pd
+
+    from analysis.verdicts import _stage
+
+    dns = pd.DataFrame({"bogons": [None, None], "failure": ["network_unreachable"] * 2})
+    m = {"failure": "network_unreachable"}
+    assert _stage(m, dns, None, None) == "dns"
+    tcp = pd.DataFrame({"success": [False], "failure": ["connection_refused"]})
+    assert _stage({"failure": "connection_refused"}, dns.iloc[:0], tcp, None) == "tcp"
