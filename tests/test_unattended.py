@@ -126,7 +126,23 @@ def test_budget_stops_transfers_and_leaves_valid_results(world: dict, tmp_path: 
     assert 500_000 <= info["bytes_used"] < 500_000 + 300_000  # overshoot < one object
     rows = read_csv(folder, "transfers.csv")
     assert len(rows) == info["measurements"]
-    assert int(rows[-1]["bytes"]) < 200_000  # the last object was shrunk to what was left
+
+
+def test_budget_shrinks_the_next_object_to_what_is_left(tmp_path: Path) -> None:
+    """The object cap never exceeds the budget left (on a fast link one read batch of up
+    to 256 KiB may still arrive past it: bytes already on the way)."""
+    from probe.measure.transfer import Limits
+    from probe.runner import RunConfig, Runner
+
+    budget = Budget(run_limit=100_000)
+    config = RunConfig(target_files=[], out=tmp_path, budget=budget, system_resolver=False,
+                       limits=Limits(max_bytes=80_000), early_stop=False)
+    runner = Runner(config, [])
+    assert runner.context().limits.max_bytes == 80_000
+    budget.charge(60_000)
+    assert runner.context().limits.max_bytes == 40_000
+    budget.charge(40_000)
+    assert budget.exhausted()
 
 
 def test_rolling_daily_budget(tmp_path: Path) -> None:
