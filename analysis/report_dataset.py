@@ -148,35 +148,16 @@ def tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                     _kbps(s["median_throttled_kbps"]),
                 ]
             )
-    change_rows = [
-        [
-            str(c["asn"]),
-            c["as_organization"],
-            c["access"],
-            c["date"],
-            _pct(c["before_share"]),
-            _pct(c["after_share"]),
-            str(c["before_n"]),
-            str(c["after_n"]),
-            f"{c['statistic']:.1f}",
-        ]
-        for c in summary["changes"]
-    ]
+    def change_row(asn: str, organisation: str, access: str, c: dict[str, Any]) -> list[str]:
+        return [asn, organisation, access, c["date"], _pct(c["before_share"]),
+                _pct(c["after_share"]), str(c["before_n"]), str(c["after_n"]),
+                f"{c['statistic']:.1f}"]
+
+    change_rows = [change_row(str(c["asn"]), c["as_organization"], c["access"], c)
+                   for c in summary["changes"]]
     for access, g in summary["rules"][rule]["groups"].items():
-        change_rows += [
-            [
-                "all",
-                f"all {access} ASes",
-                access,
-                c["date"],
-                _pct(c["before_share"]),
-                _pct(c["after_share"]),
-                str(c["before_n"]),
-                str(c["after_n"]),
-                f"{c['statistic']:.1f}",
-            ]
-            for c in g["changes"]
-        ]
+        change_rows += [change_row("all", f"all {access} ASes", access, c)
+                        for c in g["changes"]]
     lift_rows = []
     lift_entries = [
         {

@@ -22,13 +22,18 @@ def targets(world: dict, body: str) -> Path:
     return path
 
 
+def probe_cmd(world: dict, targets: Path, out: Path, *extra: str) -> list[str]:
+    """`probe run` against the world: its DNS server only, its CA, loopback not a bogon."""
+    dns = world["dns"]
+    return PROBE + ["run", "--targets", str(targets), "--no-system-resolver",
+                    "--resolver", f"{dns.host}:{dns.port}", "--ca-bundle", str(world["ca"]),
+                    "--allow-net", "127.0.0.0/8", "--out", str(out), "--dns-timeout", "2",
+                    *extra]
+
+
 def run_probe(world: dict, targets: Path, out: Path, *extra: str,
               **kw) -> subprocess.CompletedProcess:
-    dns_host, dns_port = world["dns"].host, world["dns"].port
-    cmd = PROBE + ["run", "--targets", str(targets), "--no-system-resolver",
-                   "--resolver", f"{dns_host}:{dns_port}", "--ca-bundle", str(world["ca"]),
-                   "--allow-net", "127.0.0.0/8", "--out", str(out), "--dns-timeout", "2",
-                   *extra]
+    cmd = probe_cmd(world, targets, out, *extra)
     kw.setdefault("env", {**os.environ, "PROBE_LOCK_FILE": str(out.parent / ".lock"),
                           "PROBE_STATE_DIR": str(out.parent / ".state")})
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)

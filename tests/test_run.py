@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.probe_world import PROBE, read_csv, run_probe, targets
+from tests.probe_world import PROBE, probe_cmd, read_csv, run_probe, targets
 
 BASIC = """
 [[target]]
@@ -143,11 +143,8 @@ kind = "image"
 
 
 def test_kill_9_leaves_rebuildable_results(world: dict, tmp_path: Path) -> None:
-    dns_host, dns_port = world["dns"].host, world["dns"].port
-    cmd = PROBE + ["run", "--targets", str(targets(world, SLOW)), "--repeat", "20",
-                   "--no-system-resolver", "--resolver", f"{dns_host}:{dns_port}",
-                   "--ca-bundle", str(world["ca"]), "--allow-net", "127.0.0.0/8",
-                   "--out", str(tmp_path), "--quiet", "--no-early-stop"]
+    cmd = probe_cmd(world, targets(world, SLOW), tmp_path, "--repeat", "20", "--quiet",
+                    "--no-early-stop")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PROBE_LOCK_FILE": str(tmp_path / ".lock")})
     try:

@@ -16,7 +16,7 @@ from probe.operate.budget import Budget, Ledger
 from probe.operate.lock import LockedError, RunLock
 from probe.operate.privacy import Scrubber
 from tests.conftest import needs_root
-from tests.probe_world import PROBE, read_csv, run_probe, targets
+from tests.probe_world import probe_cmd, read_csv, run_probe, targets
 
 SLOW = """
 [[target]]
@@ -35,11 +35,7 @@ kind = "image"
 
 def _start(world: dict, body: str, out: Path, *extra: str, lock: Path | None = None,
            **env: str) -> subprocess.Popen:
-    dns = world["dns"]
-    cmd = PROBE + ["run", "--targets", str(targets(world, body)), "--no-system-resolver",
-                   "--resolver", f"{dns.host}:{dns.port}", "--ca-bundle", str(world["ca"]),
-                   "--allow-net", "127.0.0.0/8", "--out", str(out), "--quiet",
-                   "--no-early-stop", *extra]
+    cmd = probe_cmd(world, targets(world, body), out, "--quiet", "--no-early-stop", *extra)
     environ = {**os.environ, "PROBE_LOCK_FILE": str(lock or out / ".lock"), **env}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=environ)
