@@ -8,6 +8,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,9 +167,16 @@ class Served:
     log: Path
     ca: Path
 
-    def connections(self) -> list[dict]:
-        lines = [json.loads(x) for x in self.log.read_text().splitlines()]
-        return [x for x in lines if x.get("event") == "connection"]
+    def connections(self, at_least: int = 0, timeout: float = 5.0) -> list[dict]:
+        """The server's connection log lines; it writes one when a connection closes,
+        which can trail the client's close, so wait (bounded) for `at_least` of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [json.loads(x) for x in self.log.read_text().splitlines()]
+            seen = [x for x in lines if x.get("event") == "connection"]
+            if len(seen) >= at_least or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.02)
 
 
 def _serve(cert: Path, key: Path, log: Path) -> tuple[subprocess.Popen, int]:
@@ -218,8 +226,8 @@ def test_download_variants_send_only_their_sni(served: Served) -> None:
         assert (t["direction"], t["sni"], t["status_code"], t["stopped_by"]) == \
             ("down", e.target.sni, 200, "max_bytes")
         assert t["bytes"] >= 300_000  # the cap, checked per read
-    seen = served.connections()[before:]
     sent = [e.target.sni or None for e in plan(served.url, ["sni", "split"])]
+    seen = served.connections(at_least=before + len(sent))[before:]
     # The server saw each name whole, also when it straddled two segments or was padded.
     assert [c["sni"] for c in seen] == sent
     assert all(c["paths"] == ["/bytes"] and c["tls"] for c in seen)
