@@ -111,6 +111,17 @@ def check_lab() -> list[Check]:
     return [Check("lab", OK, "ip, iptables (string match), tc present")]
 
 
+def check_scheduler() -> Check:
+    from probe.operate import schedule, systemd_timer
+
+    if systemd_timer.available():
+        return Check("scheduler", OK, "systemd user timer (`probe schedule install`)")
+    if schedule.has_cron():
+        return Check("scheduler", OK, "cron (`probe schedule install`)")
+    return Check("scheduler", WARN, "neither cron nor a systemd user manager",
+                 "install cron (Debian: apt-get install cron) to measure on a schedule")
+
+
 def check_consent() -> Check:
     if consent.on_record():
         return Check("consent", OK, "on record")
@@ -121,7 +132,8 @@ def check_consent() -> Check:
 def run_checks(out: Path, resolv_conf: Path, name: str, timeout: float) -> list[Check]:
     steps: list[Callable[[], Check | list[Check]]] = [
         check_python, check_packages, lambda: check_output(out), check_clock,
-        lambda: check_resolvers(resolv_conf, name, timeout), check_lab, check_consent,
+        lambda: check_resolvers(resolv_conf, name, timeout), check_lab, check_scheduler,
+        check_consent,
     ]
     checks: list[Check] = []
     for step in steps:
@@ -141,7 +153,7 @@ def run_checks(out: Path, resolv_conf: Path, name: str, timeout: float) -> list[
               help="Seconds to wait for each resolver.")
 def doctor(out: Path, resolv_conf: Path, name: str, timeout: float) -> None:
     """Check the set-up (Python, packages, results folder, disk, clock, resolvers, lab
-    prerequisites, consent) and say what to fix. Exit 1 if any check failed."""
+    prerequisites, scheduler, consent) and say what to fix. Exit 1 if any check failed."""
     checks = run_checks(out, resolv_conf, name, timeout)
     click.echo(f"probe {__version__}")
     for c in checks:

@@ -1,4 +1,5 @@
-"""`probe schedule`: measure every so often from cron, quietly, within a data budget.
+"""`probe schedule`: measure every so often, quietly, within a data budget (cron here;
+a systemd user timer in systemd_timer.py, which runs the same command).
 
 The installed crontab line runs `probe run --quiet` with a rotating log file,
 a random start delay (--jitter) so that volunteers' probes do not all fire at
@@ -57,7 +58,7 @@ def cron_times(every_s: int, minute: int) -> str:
 
 @dataclass
 class Plan:
-    """What `install` puts in the crontab."""
+    """What `install` schedules: the command, and how often."""
 
     every: str
     jitter: str | None
@@ -69,10 +70,14 @@ class Plan:
     minute: int
     extra_args: tuple[str, ...] = ()
 
-    def line(self) -> str:
-        every_s = parse_duration(self.every)
+    @property
+    def every_s(self) -> int:
+        return parse_duration(self.every)
+
+    def argv(self) -> list[str]:
+        """The `probe run` command the scheduler starts (cron and systemd alike)."""
         jitter_s = parse_duration(self.jitter) if self.jitter else 0
-        if jitter_s >= every_s:
+        if jitter_s >= self.every_s:
             raise ScheduleError("--jitter must be shorter than --every")
         args = [sys.executable, "-m", "probe", "run", "--quiet", "--out", str(self.out.resolve()),
                 "--log-file", str(self.log_file.resolve())]
@@ -83,10 +88,17 @@ class Plan:
                             ("--monthly-budget-mb", self.monthly_budget_mb)):
             if value:
                 args += [flag, f"{value:g}"]
-        args += list(self.extra_args)
-        command = " ".join(shlex.quote(a) for a in args)
+        return args + list(self.extra_args)
+
+    def line(self) -> str:
+        """The crontab line."""
+        command = " ".join(shlex.quote(a) for a in self.argv())
         # Output goes to the log file; cron would otherwise mail it.
-        return f"{cron_times(every_s, self.minute)} {command} >/dev/null 2>&1 {MARKER}"
+        return f"{cron_times(self.every_s, self.minute)} {command} >/dev/null 2>&1 {MARKER}"
+
+
+def has_cron() -> bool:
+    return shutil.which("crontab") is not None
 
 
 def _crontab() -> str:

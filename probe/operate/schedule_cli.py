@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from probe.operate import consent, schedule
+from probe.operate import consent, schedule, systemd_timer
 from probe.operate.budget import Ledger, default_ledger_path
 from probe.operate.state import state_dir
 
@@ -18,12 +18,14 @@ EXIT_BAD_INPUT = 2
 
 @click.group("schedule", context_settings={"help_option_names": ["-h", "--help"]})
 def schedule_group() -> None:
-    """Run the probe periodically from cron, quietly, with a lock and a data budget."""
+    """Run the probe periodically (cron or a systemd user timer), quietly, with a lock
+    and a data budget."""
 
 
 @schedule_group.command("install")
 @click.option("--every", required=True, metavar="DURATION",
-              help="How often: e.g. 15m, 1h, 6h, 1d (cron can only divide an hour or a day).")
+              help="How often: e.g. 15m, 1h, 6h, 1d (cron can only divide an hour or a day; "
+                   "a systemd timer takes any period).")
 @click.option("--jitter", metavar="DURATION",
               help="Random delay before each run, shorter than --every (e.g. 10m).")
 @click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
@@ -37,15 +39,21 @@ def schedule_group() -> None:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Rotating log of the scheduled runs [default: <state dir>/probe.log].")
 @click.option("--minute", type=click.IntRange(0, 59),
-              help="Minute of the hour to start at [default: random, to spread volunteers].")
+              help="cron: minute of the hour to start at [default: random, to spread "
+                   "volunteers]. A systemd timer starts a minute after install or boot.")
+@click.option("--scheduler", type=click.Choice(["auto", "cron", "systemd"]), default="auto",
+              show_default=True,
+              help="auto: a systemd user timer where a user manager runs, else cron.")
 @click.option("--yes", "-y", is_flag=True, help="Give consent now if none is on record.")
-@click.option("--dry-run", is_flag=True, help="Print the crontab line instead of installing it.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the crontab line (or the systemd unit files) instead of installing.")
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
 def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
                 daily_budget_mb: float | None, monthly_budget_mb: float | None, out: Path,
-                log_file: Path | None, minute: int | None, yes: bool, dry_run: bool,
-                run_args: tuple[str, ...]) -> None:
-    """Install (or replace) the crontab entry; RUN_ARGS after `--` go to `probe run`.
+                log_file: Path | None, minute: int | None, scheduler: str, yes: bool,
+                dry_run: bool, run_args: tuple[str, ...]) -> None:
+    """Install (or replace) the crontab entry or the systemd user timer; RUN_ARGS after
+    `--` go to `probe run`.
 
     Consent must be on record (from a first `probe run` at a terminal, or --yes
     here), because nobody will be asked when cron runs the probe.
@@ -56,12 +64,20 @@ def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
         log_file=log_file or state_dir() / "probe.log",
         minute=random.randrange(60) if minute is None else minute, extra_args=run_args,
     )
+    if scheduler == "auto":
+        scheduler = "systemd" if systemd_timer.available() else "cron"
     try:
-        line = plan.line()
+        if scheduler == "cron":
+            line = plan.line()
+            shown = line
+        else:
+            units = systemd_timer.units(plan.argv(), plan.every_s)
+            shown = "\n".join(f"# {systemd_timer.unit_dir() / name}\n{text}"
+                              for name, text in units.items())
     except schedule.ScheduleError as exc:
         _fail(f"error: {exc}")
     if dry_run:
-        click.echo(line)
+        click.echo(shown)
         return
     if not consent.on_record():
         if not yes:
@@ -70,10 +86,17 @@ def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
         click.echo(consent.TEXT, err=True)
         consent.record("schedule --yes")
     try:
-        schedule.install(line)
+        if scheduler == "cron":
+            schedule.install(line)
+        else:
+            systemd_timer.install(units)
     except schedule.ScheduleError as exc:
         _fail(f"error: {exc}")
-    click.echo(f"installed: {line}")
+    if scheduler == "cron":
+        click.echo(f"installed: {line}")
+    else:
+        click.echo(f"installed: systemd user timer {systemd_timer.TIMER} "
+                   f"(every {plan.every}) in {systemd_timer.unit_dir()}")
 
 
 @schedule_group.command("status")
@@ -83,18 +106,24 @@ def status_cmd(as_json: bool) -> None:
     import datetime as dt
 
     try:
-        lines = schedule.installed(schedule.read_crontab())
+        lines = schedule.installed(schedule.read_crontab()) if schedule.has_cron() else []
     except schedule.ScheduleError as exc:
         _fail(f"error: {exc}")
+    units = [str(p) for p in systemd_timer.installed()]
     today = dt.datetime.now(dt.UTC).date()
     ledger = Ledger(default_ledger_path())
-    info = {"installed": lines, "consent": consent.on_record(),
+    info = {"installed": lines + units, "cron": lines, "systemd": units,
+            "systemd_timer": systemd_timer.timer_state() if units else None,
+            "consent": consent.on_record(),
             "used_today_bytes": ledger.used_on(today),
             "used_this_month_bytes": ledger.used_in_month(today)}
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo("schedule: " + ("\n  ".join([""] + lines) if lines else "not installed"))
+    shown = lines + [f"systemd user unit {u}" for u in units]
+    click.echo("schedule: " + ("\n  ".join([""] + shown) if shown else "not installed"))
+    if info["systemd_timer"]:
+        click.echo("  " + info["systemd_timer"].replace("\n", "\n  "))
     click.echo(f"consent: {'on record' if info['consent'] else 'not on record'}")
     click.echo(f"data used today: {info['used_today_bytes'] / 1e6:.2f} MB, this month: "
                f"{info['used_this_month_bytes'] / 1e6:.2f} MB")
@@ -102,9 +131,9 @@ def status_cmd(as_json: bool) -> None:
 
 @schedule_group.command("remove")
 def remove_cmd() -> None:
-    """Remove the probe's crontab entry (nothing else in the crontab is touched)."""
+    """Remove the probe's crontab entry and systemd user timer (nothing else is touched)."""
     try:
-        n = schedule.remove()
+        n = (schedule.remove() if schedule.has_cron() else 0) + systemd_timer.remove()
     except schedule.ScheduleError as exc:
         _fail(f"error: {exc}")
     click.echo("removed" if n else "nothing to remove")
