@@ -253,6 +253,20 @@ def test_congestion_slows_everything(lab: Lab) -> None:
         assert code == 0 and kbps(info["down_Bps"]) < SLOW * 400, (host, info, err)
 
 
+def test_link_rate_shapes_everything_and_composes_with_a_throttle(lab: Lab) -> None:
+    """--link-rate: a 1200 kbit/s network; the SNI throttle at hop 2 slows Twitter to 400."""
+    state = lab.scenario("sni-throttle", rate_kbps=400, link_kbps=1200)
+    s = state["scenario"]
+    assert (s["hop"], s["link_hop"], s["link_kbps"]) == (2, 1, 1200)
+    ctl = fetch(lab, "https://images.lab.test/media/img/photo.jpg")
+    assert 1200 * 0.75 <= ctl["goodput_kbps"] <= 1200 * 1.1, ctl
+    tw = fetch(lab, "https://pbs.twimg.com/media/img/photo.jpg")
+    assert 400 * 0.8 <= tw["goodput_kbps"] <= 400 * 1.2, tw
+    assert lab.scenario("sni-throttle", hop=1, link_kbps=1200)["scenario"]["link_hop"] == 4
+    assert "link_kbps" not in lab.scenario("clean")["scenario"]  # replaced, link included
+    assert fetch(lab, "https://images.lab.test/media/img/photo.jpg")["goodput_kbps"] > FAST * 1200
+
+
 def test_rst_block_resets_twitter_tls(lab: Lab) -> None:
     lab.scenario("rst-block")
     code, _, err = curl(lab, "https://pbs.twimg.com/media/img/thumb.jpg")
@@ -361,11 +375,15 @@ def probe_lab(lab: Lab, *args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def test_cli_status_exec_and_scenario(lab: Lab) -> None:
-    proc = probe_lab(lab, "scenario", "collateral", "--rate", "300", "--hop", "4")
+    proc = probe_lab(lab, "scenario", "collateral", "--rate", "300", "--hop", "4",
+                     "--link-rate", "5000")
     assert proc.returncode == 0, proc.stderr
+    assert "collateral at hop 4" in proc.stdout and "link 5000 kbps at hop 1" in proc.stdout
     status = json.loads(probe_lab(lab, "status", "--json").stdout)
     assert status["scenario"]["name"] == "collateral"
     assert (status["scenario"]["rate_kbps"], status["scenario"]["hop"]) == (300, 4)
+    assert (status["scenario"]["link_kbps"], status["scenario"]["link_hop"]) == (5000, 1)
+    assert "link 5000 kbps" in probe_lab(lab, "status").stdout
     assert status["up"] and sorted(status["namespaces"]) == sorted(lab.names.chain)
     assert all(p["alive"] for p in status["processes"])
     exec_ = subprocess.run(

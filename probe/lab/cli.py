@@ -70,14 +70,26 @@ def up(lab: Lab) -> None:
               show_default=True, help="Policing/shaping rate in kbit/s.")
 @click.option("--hop", type=click.IntRange(1, topology.ROUTERS), default=scenarios.DEFAULT_HOP,
               show_default=True, help="Router (1 = next to the client) that interferes.")
+@click.option("--link-rate", "link_rate", type=click.FloatRange(min=1), metavar="KBPS",
+              help="Also shape all traffic to KBPS each way at the access router (hop 1, or "
+                   "the last hop when --hop is 1): a network of that speed, so a throttle can "
+                   "be set relative to it.")
 @_lab_options
-def scenario(lab: Lab, name: str, rate: float, hop: int) -> None:
+def scenario(lab: Lab, name: str, rate: float, hop: int, link_rate: float | None) -> None:
     """Set the interference at router --hop, replacing the previous scenario."""
-    state = lab.scenario(name, rate_kbps=rate, hop=hop)
-    s = state["scenario"]
-    where = "" if s["name"] == "clean" else f" at hop {s['hop']} ({s['router']})"
-    speed = f", {s['rate_kbps']:g} kbps" if s.get("rate_kbps") else ""
-    click.echo(f"scenario {s['name']}{where}{speed}")
+    state = lab.scenario(name, rate_kbps=rate, hop=hop, link_kbps=link_rate)
+    click.echo(f"scenario {_describe(state['scenario'], routers=True)}")
+
+
+def _describe(s: dict, routers: bool = False) -> str:
+    """'sni-throttle at hop 2 (tp-r2), 130 kbps; link 3000 kbps at hop 1'."""
+    out = s["name"]
+    if s["name"] != "clean":
+        out += f" at hop {s['hop']}" + (f" ({s['router']})" if routers else "")
+    out += f", {s['rate_kbps']:g} kbps" if s.get("rate_kbps") else ""
+    if s.get("link_kbps"):
+        out += f"; link {s['link_kbps']:g} kbps at hop {s['link_hop']}"
+    return out
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
@@ -105,11 +117,8 @@ def status(lab: Lab, as_json: bool) -> None:
     for p in st["processes"]:
         click.echo(f"  {p['name']:<11} pid {p['pid']:<7} {p['ns']:<12} "
                    f"{'alive' if p['alive'] else 'DEAD'}")
-    s = st["scenario"]
-    if s:
-        detail = "" if s["name"] == "clean" else f" at hop {s['hop']}"
-        detail += f", {s['rate_kbps']:g} kbps" if s.get("rate_kbps") else ""
-        click.echo(f"scenario: {s['name']}{detail}")
+    if st["scenario"]:
+        click.echo(f"scenario: {_describe(st['scenario'])}")
 
 
 @lab.command("down")

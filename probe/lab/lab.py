@@ -69,9 +69,11 @@ class Lab:
 
     def scenario(
         self, name: str, rate_kbps: float = scenarios.DEFAULT_RATE_KBPS,
-        hop: int = scenarios.DEFAULT_HOP,
+        hop: int = scenarios.DEFAULT_HOP, link_kbps: float | None = None,
     ) -> dict:
-        """Replace the active interference with scenario `name` at router `hop`."""
+        """Replace the active interference with scenario `name` at router `hop`; with
+        `link_kbps`, also shape all traffic at the access router (scenarios.link_hop),
+        so a throttle can be set relative to the network's own speed."""
         state = self._require_up()
         if name not in scenarios.SCENARIOS:
             raise LabError(f"unknown scenario {name!r}; known: {', '.join(scenarios.SCENARIOS)}")
@@ -79,11 +81,17 @@ class Lab:
             raise LabError(f"--hop must be 1..{topology.ROUTERS}, got {hop}")
         if not rate_kbps > 0:
             raise LabError(f"--rate must be positive, got {rate_kbps}")
+        if link_kbps is not None and not link_kbps > 0:
+            raise LabError(f"--link-rate must be positive, got {link_kbps}")
         self._clear_scenario(state)
         router = self.names.router(hop)
         west = topology.router_addresses(hop)["west"]
+        link_hop = scenarios.link_hop(hop)
         try:
             self._apply(state, scenarios.plan(name, rate_kbps, west), router, west)
+            if link_kbps is not None:
+                system.ns_run(self.names.router(link_hop), ["tc", "-batch", "-"],
+                              input="\n".join(scenarios.link(link_kbps)) + "\n")
         except BaseException:
             self._clear_scenario(state)  # never leave half a scenario behind
             raise
@@ -92,6 +100,9 @@ class Lab:
             else {"name": name, "hop": hop, "router": router, "router_address": west,
                   "rate_kbps": float(rate_kbps) if name in scenarios.RATE_SCENARIOS else None}
         )
+        if link_kbps is not None:
+            state["scenario"].update(link_kbps=float(link_kbps), link_hop=link_hop,
+                                     link_router=self.names.router(link_hop))
         self._write_state(state)
         return state
 

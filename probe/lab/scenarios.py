@@ -24,6 +24,9 @@ How the 2021 throttler is reproduced:
   Each direction has its own limiter (one per interface).
 - `congestion` is the opposite: one shaper per direction for all traffic with
   a deep queue (about a second), so delay grows instead of packets vanishing.
+- A link rate (`--link-rate`) is the same shaper on another router, the access
+  link: any scenario then runs on a network of that speed, so a throttle can be
+  set relative to it (a 3x slowdown: `--rate 1000 --link-rate 3000`).
 """
 
 from __future__ import annotations
@@ -127,6 +130,17 @@ def shape(dev: str, rate_kbps: float) -> list[str]:
     return htb(dev, rate_kbps, "10", f"bfifo limit {depth}")
 
 
+def link_hop(hop: int) -> int:
+    """The access router that carries a link rate: next to the client, unless the
+    scenario's own router is there (then the last router, next to the servers)."""
+    return 1 if hop != 1 else topology.ROUTERS
+
+
+def link(rate_kbps: float) -> list[str]:
+    """tc lines that make a router a link of `rate_kbps` each way, for all traffic."""
+    return shape("west", rate_kbps) + shape("east", rate_kbps)
+
+
 def plan(name: str, rate_kbps: float, router_west: str) -> Plan:
     """The kernel configuration of scenario `name` for a router whose west address is given."""
     classify = f"-A POSTROUTING -m connmark --mark {MARK} -j CLASSIFY --set-class {THROTTLED_CLASS}"
@@ -153,7 +167,7 @@ def plan(name: str, rate_kbps: float, router_west: str) -> Plan:
         ]
         return Plan(ruleset(mangle=rules), police("east", rate_kbps))
     if name == "congestion":
-        return Plan(ruleset(), shape("west", rate_kbps) + shape("east", rate_kbps))
+        return Plan(ruleset(), link(rate_kbps))
     if name in ("rst-block", "blackhole"):
         action = "REJECT --reject-with tcp-reset" if name == "rst-block" else "DROP"
         proto = "-p tcp " if name == "rst-block" else ""
