@@ -367,6 +367,10 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     if c.ratio >= OK_RATIO:
         v.verdict = "ok"
         v.explanation = f"as fast as its controls ({speeds}, ratio {c.ratio:.2f})."
+        if c.control < CONTROL_MIN_KBPS:
+            v.explanation = (f"as fast as its controls ({speeds}), but every flow is slow "
+                             f"(controls under {CONTROL_MIN_KBPS:.0f} kbit/s): a slow or "
+                             "congested network, nothing aimed at this target.")
         return v
     if c.control < CONTROL_MIN_KBPS:
         v.explanation = (f"slow ({speeds}), but the controls are slow too: a slow network "

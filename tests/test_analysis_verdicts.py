@@ -84,6 +84,15 @@ def test_noisy_controls_are_inconclusive(tmp_path: Path) -> None:
     assert v["verdict"] == "inconclusive" and "vary too much" in v["explanation"]
 
 
+def test_ok_on_a_slow_network_says_every_flow_is_slow(tmp_path: Path) -> None:
+    slow = congested(250, 120)
+    v = _one(write_run(tmp_path, RunSpec(pairs(("image",), slow, slow), repeat=2)))
+    assert v["verdict"] == "ok" and v["control_rate_kbps"] < 400
+    assert "every flow is slow" in v["explanation"], v
+    fast = _one(write_run(tmp_path / "fast", RunSpec(pairs(("image",), FAST, FAST))))
+    assert fast["verdict"] == "ok" and "every flow is slow" not in fast["explanation"]
+
+
 @pytest.mark.parametrize("network", ["clean", "congested", "slow-congested"])
 def test_no_false_throttled_over_many_runs(tmp_path: Path, network: str) -> None:
     path = {"clean": Path_("clean", 4000, 50, buffer_pkts=40),

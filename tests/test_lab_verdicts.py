@@ -80,4 +80,6 @@ def test_congestion_is_never_throttling(runs: LabRuns) -> None:
     assert not (v["verdict"] == "throttled").any(), v["explanation"].to_dict()
     assert set(v["verdict"]) <= {"ok", "inconclusive"}
     assert (v["control_rate_kbps"] < 2 * RATE_KBPS).all()
+    ok = v[v["verdict"] == "ok"]
+    assert ok["explanation"].str.contains("every flow is slow").all(), ok["explanation"]
     assert (v["repetitions"] == REPEAT["congestion"]).all()

@@ -106,14 +106,14 @@ def _num(v: object, digits: int = 0) -> str:
 
 def demo(
     out: Path, scenarios: Sequence[str], dir: Path, prefix: str, rate_kbps: float, hop: int,
-    repeat: int, max_seconds: float,
+    repeat: int, max_seconds: float, link_kbps: float | None = None,
 ) -> dict[str, Path]:
     """Each scenario's result folder, after printing its verdicts."""
     folders = {}
     with running_lab(dir, prefix) as lab:
         targets = write_targets(lab.dir / "demo-targets.toml", DEMO_TARGETS)
         for name in scenarios:
-            lab.scenario(name, rate_kbps=rate_kbps, hop=hop)
+            lab.scenario(name, rate_kbps=rate_kbps, hop=hop, link_kbps=link_kbps)
             started = time.monotonic()
             # The SNI and split experiments against the lab's measurement server
             # let the verdicts name the trigger (sni or ip), not just the slowdown.
@@ -137,12 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix", default=DEMO_PREFIX, help="lab namespace prefix")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE_KBPS, help="kbit/s")
     parser.add_argument("--hop", type=int, default=DEFAULT_HOP, help="router 1-4")
+    parser.add_argument("--link-rate", type=float, metavar="KBPS",
+                        help="shape the access link to KBPS under every scenario "
+                             "(e.g. --rate 1000 --link-rate 3000: a 3x slowdown)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=6.0)
     args = parser.parse_args(argv)
     try:
         demo(args.out.resolve(), args.scenario or DEMO_SCENARIOS, args.dir, args.prefix,
-             args.rate, args.hop, args.repeat, args.max_seconds)
+             args.rate, args.hop, args.repeat, args.max_seconds, args.link_rate)
     except MissingPrerequisite as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
