@@ -290,18 +290,22 @@ def _print_summary(result) -> None:
 
     from rich.console import Console
 
-    from probe.progress import summary_table
+    from probe.progress import slow_network_note, summary_table
 
     found: dict[str, str] = {}
     notes: list[str] = []
     try:
-        from analysis.verdicts import verdicts
+        from analysis.verdicts import CONTROL_MIN_KBPS, verdicts
 
-        for v in verdicts([result.folder]).to_dict("records"):
+        rows = verdicts([result.folder]).to_dict("records")
+        for v in rows:
             label = v["verdict"] + (f" ({v['trigger']})" if v.get("trigger") else "")
             found[v["target"]] = label
             if v["verdict"] != "ok":
                 notes.append(f"{v['target']}: {label}: {v['explanation']}")
+        slow = slow_network_note(rows, CONTROL_MIN_KBPS)
+        if slow:
+            notes.append(slow)
     except Exception as exc:  # the measurements are saved; a summary must not fail the run
         logging.getLogger("probe").warning("no verdicts in the summary: %s", exc)
     # A pipe or a log file has no width: use a wide one rather than fold every cell.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from rich.console import Console
@@ -70,3 +71,18 @@ def summary_table(measurements: list[dict], verdicts: dict[str, str] | None = No
                                     else "-"))
         table.add_row(*row)
     return table
+
+
+def slow_network_note(verdicts: list[dict], min_kbps: float) -> str | None:
+    """One sentence when the controls themselves were slow: the volunteer should know that
+    the whole network is slow (congestion), and that a throttle is hard to see on it."""
+    rates = [r for v in verdicts
+             if (r := v.get("control_rate_kbps")) is not None and not math.isnan(r)]
+    if not rates:
+        return None
+    median = sorted(rates)[len(rates) // 2]
+    if median >= min_kbps:
+        return None
+    return (f"Every flow was slow (controls at about {median:.0f} kbit/s, under "
+            f"{min_kbps:.0f}): this network is slow or congested, which is not aimed at "
+            "Twitter; measure again when it is faster to see a throttle.")

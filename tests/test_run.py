@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from analysis.verdicts import CONTROL_MIN_KBPS
+from probe.progress import slow_network_note
 from tests.probe_world import PROBE, probe_cmd, read_csv, run_probe, targets
 
 BASIC = """
@@ -215,3 +217,14 @@ def test_doh_resolver_only(world: dict, tmp_path: Path, test_ca) -> None:
     assert {r["engine"] for r in rows} == {"doh"}
     assert any(r["answers"] == "127.0.0.1" for r in rows if r["hostname"] == "pbs.twimg.com")
     assert "tw-image" in {t["target"] for t in read_csv(folder, "transfers.csv")}
+
+
+def test_summary_says_when_every_flow_was_slow() -> None:
+    def rows(*controls: float | None) -> list[dict]:
+        return [{"target": f"t{i}", "control_rate_kbps": c} for i, c in enumerate(controls)]
+
+    note = slow_network_note(rows(120.0, 119.0, float("nan"), None), CONTROL_MIN_KBPS)
+    assert note is not None and "about 120 kbit/s" in note and "slow or congested" in note
+    assert slow_network_note(rows(120.0, 9000.0, 8000.0), CONTROL_MIN_KBPS) is None
+    assert slow_network_note(rows(None, float("nan")), CONTROL_MIN_KBPS) is None
+    assert slow_network_note([], CONTROL_MIN_KBPS) is None
