@@ -56,7 +56,7 @@ def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
     `--` go to `probe run`.
 
     Consent must be on record (from a first `probe run` at a terminal, or --yes
-    here), because nobody will be asked when cron runs the probe.
+    here), because nobody will be asked when cron or systemd runs the probe.
     """
     plan = schedule.Plan(
         every=every, jitter=jitter, budget_mb=budget_mb, daily_budget_mb=daily_budget_mb,
