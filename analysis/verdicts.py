@@ -320,12 +320,32 @@ _FAIL_WORDS = {"dns": "DNS gave no usable address (a bogon, none, or no answer)"
                "tls-cert": "the server presented a certificate the probe does not trust"}
 
 
-def _majority(values: list[str]) -> tuple[str, int]:
+# Ties between failure kinds go to the more specific evidence.
+_FAIL_ORDER = ("dns-tampered", "tls-tampered", "blocked")
+_STAGE_ORDER = ("dns", "tls-cert", "tcp", "tls-reset", "http")
+
+
+def _majority(values: list[str], order: Iterable[str] = ()) -> tuple[str, int]:
+    """The most common value and its count; ties go to the value earliest in `order`,
+    then to the smallest, so the answer never depends on the order of repetitions."""
+    rank = {k: i for i, k in enumerate(order)}
     counts: dict[str, int] = {}
     for v in values:
         counts[v] = counts.get(v, 0) + 1
-    best = max(counts, key=lambda k: counts[k])
+    best = min(counts, key=lambda k: (-counts[k], rank.get(k, len(rank)), k))
     return best, counts[best]
+
+
+def _failure(stages: list[str]) -> tuple[str, str, int] | None:
+    """(verdict, its most common stage, repetitions with that verdict) when at least half
+    of the repetitions failed; failures that mean the same verdict count together
+    (a TCP failure and a reset handshake are both `blocked`)."""
+    failed = [s for s in stages if s != "ok"]
+    if not failed or 2 * len(failed) < len(stages):
+        return None
+    verdict, count = _majority([_FAIL_VERDICT[s] for s in failed], _FAIL_ORDER)
+    stage, _ = _majority([s for s in failed if _FAIL_VERDICT[s] == verdict], _STAGE_ORDER)
+    return verdict, stage, count
 
 
 def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
@@ -335,19 +355,20 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
                 kind=first.kind, experiment=first.experiment, direction=first.direction,
                 verdict="inconclusive", repetitions=len(subject),
                 controls=sorted({c.target for c in controls}))
-    stages = [r.stage for r in subject]
-    stage, count = _majority(stages)
-    control_ok = [c for c in controls if c.stage == "ok" and c.rate]
-    if stage != "ok" and 2 * count >= len(subject):
+    failure = _failure([r.stage for r in subject])
+    if failure is not None:
+        verdict, stage, count = failure
         words = f"{_FAIL_WORDS[stage]} in {count} of {len(subject)} repetitions"
+        worked = [c for c in controls if c.stage == "ok"]  # small controls have no rate
         if not controls:
             v.explanation = f"{words}, and no control was measured to rule out the network."
-        elif 2 * len(control_ok) >= len(controls):
-            v.verdict = _FAIL_VERDICT[stage]
+        elif 2 * len(worked) >= len(controls):
+            v.verdict = verdict
             v.explanation = f"{words}, while its controls worked."
         else:
             v.explanation = f"{words}, but its controls failed too: the network, not the target."
         return v
+    control_ok = [c for c in controls if c.stage == "ok" and c.rate]
     measured = [r for r in subject if r.stage == "ok" and r.rate is not None]
     if not measured:
         v.explanation = (f"its transfers were too small (under {MIN_BYTES // 1024} KB) to "
@@ -364,6 +385,12 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     v.control_rate_kbps, v.ratio, v.ci_low, v.ci_high, v.p_value = (
         c.control, c.ratio, c.ci_low, c.ci_high, c.p_value)
     speeds = f"{c.rate:.0f} kbit/s vs {c.control:.0f} kbit/s for its controls"
+    if c.rate <= 0:
+        # It moved some data and then nothing: cut off after the first kilobytes.
+        v.verdict = "blocked"
+        v.explanation = (f"stalled: no data over its steady window after the first bytes "
+                         f"(its controls ran at {c.control:.0f} kbit/s).")
+        return v
     if c.ratio >= OK_RATIO:
         v.verdict = "ok"
         v.explanation = f"as fast as its controls ({speeds}, ratio {c.ratio:.2f})."

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import analysis
 from analysis.aggregate import aggregate
-from analysis.verdicts import FIELDS, verdicts
+from analysis.verdicts import FIELDS, _Rep, judge, verdicts
 from tests.fixtures_results import (
     FAST,
     POLICED,
@@ -234,25 +235,18 @@ def test_measurements_fall_back_to_a_full_parse(tmp_path: Path) -> None:
     assert ms["address"].tolist() == ["198.51.100.20", "192.0.2.10"]
 
 
-def _rep(target: str, family: str, rate: float, steady: bool):
-    import numpy as np
-
-    from analysis.verdicts import _Rep
-
-    return _Rep(measurement_id=f"{target}-m", target=target, family=family, kind="image",
-                host=f"{target}.test", sni=f"{target}.test", experiment="target",
-                direction="down", stage="ok", rate=rate, bins=np.array([rate]), steady=steady)
-
-
 def test_sub_second_transfers_are_not_judged_on_one_point() -> None:
     """Two unthrottled sub-second transfers differ up to 2x (seen in the lab): never throttled."""
-    from analysis.verdicts import judge
+    def one(rate: float, steady: bool = False) -> list[_Rep]:
+        return [_rep(0, "ok", rate, steady=steady)]
 
-    fast = judge([_rep("tw", "twitter", 363_306, False)], [_rep("ctl", "control", 628_931, False)])
+    ctl = [_rep(1, "ok", 628_931, family="control", steady=False)]
+    fast = judge(one(363_306), ctl)
     assert fast.verdict == "ok" and "too fast to measure" in fast.explanation
-    odd = judge([_rep("tw", "twitter", 100_000, False)], [_rep("ctl", "control", 628_931, False)])
+    odd = judge(one(100_000), ctl)
     assert odd.verdict == "inconclusive"
-    steady = judge([_rep("tw", "twitter", 130, True)], [_rep("ctl", "control", 300_000, False)])
+    steady = judge(one(130, steady=True), [_rep(1, "ok", 300_000, family="control",
+                                                 steady=False)])
     assert steady.verdict != "ok"  # a measured steady cap is still judged on its merits
 
 
@@ -267,3 +261,44 @@ def test_no_connection_after_a_failed_lookup_is_a_dns_stage() -> None:
     assert _stage(m, dns, None, None) == "dns"
     tcp = pd.DataFrame({"success": [False], "failure": ["connection_refused"]})
     assert _stage({"failure": "connection_refused"}, dns.iloc[:0], tcp, None) == "tcp"
+
+
+# --- judge() on hand-made repetitions: rules the synthetic paths cannot reach ---------------
+
+
+def _rep(i: int, stage: str, rate: float | None = None, family: str = "twitter",
+         steady: bool = True, flat: bool | None = True) -> _Rep:
+    bins = None if rate is None else np.full(12, rate)
+    return _Rep(f"m{i}", "tw" if family == "twitter" else "ctl", family, "image", "x.test",
+                "x.test", "target", "down", stage, rate, bins, None, flat, steady)
+
+
+def _controls(n: int = 3, rate: float | None = 8000.0) -> list[_Rep]:
+    return [_rep(10 + i, "ok", rate, family="control") for i in range(n)]
+
+
+@pytest.mark.parametrize("stages", [("tcp", "ok"), ("ok", "tcp")])
+def test_failure_verdict_does_not_depend_on_the_order_of_repetitions(stages) -> None:
+    subject = [_rep(i, s, None if s != "ok" else 120.0) for i, s in enumerate(stages)]
+    assert judge(subject, _controls()).verdict == "blocked"
+
+
+def test_failures_that_mean_the_same_verdict_count_together() -> None:
+    subject = [_rep(0, "tcp"), _rep(1, "tls-reset"), _rep(2, "ok", 8000.0)]
+    v = judge(subject, _controls())
+    assert v.verdict == "blocked" and "in 2 of 3 repetitions" in v.explanation, v
+    tie = judge([_rep(0, "tcp"), _rep(1, "tls-cert")], _controls())
+    assert tie.verdict == "tls-tampered"  # the more specific evidence wins a tie
+
+
+def test_small_controls_that_worked_rule_out_the_network() -> None:
+    """Controls under 16 KB have no rate, but they loaded: the target alone is blocked."""
+    subject = [_rep(i, "tcp") for i in range(3)]
+    v = judge(subject, _controls(rate=None))
+    assert v.verdict == "blocked" and "while its controls worked" in v.explanation
+
+
+def test_a_transfer_that_stalls_after_the_first_bytes_is_blocked_not_a_crash() -> None:
+    subject = [_rep(i, "ok", 0.0) for i in range(3)]
+    v = judge(subject, _controls())
+    assert v.verdict == "blocked" and "stalled" in v.explanation
