@@ -106,7 +106,7 @@ class Runner:
         self.resolvers = self._resolvers()
         self.stop_reason: str | None = None
         self.folder: Path | None = None
-        self.scrubber = Scrubber(local_addresses())
+        self.scrubber = Scrubber(local_addresses(), home=str(Path.home()))
         self.stop_when = None
         if config.early_stop:
             # The estimator the analysis trusts decides when a rate is known (and
@@ -165,7 +165,9 @@ class Runner:
                                     len(plan) - len(done), self.stop_reason)
                         break
                     self.observer("measuring", item)
-                    m = self.scrubber.record(self.measure(item, rep, run_id))
+                    measured = self.measure(item, rep, run_id)
+                    self.scrubber.add(local_addresses())  # one that came up meanwhile too
+                    m = self.scrubber.record(measured)
                     try:
                         writer.append(m)
                     except OSError as exc:

@@ -223,6 +223,42 @@ def test_scrubber_replaces_whole_addresses_only() -> None:
                    "v6": ["[scrubbed]", "2001:db8::1f"], "[scrubbed]": 1}
 
 
+def test_scrubber_knows_every_spelling_of_an_ipv6_address() -> None:
+    s = Scrubber({"2001:db8::5"})
+    for spelling in ("2001:db8:0:0:0:0:0:5", "2001:0DB8::5", "2001:db8::0:5", "[2001:db8::5]:443"):
+        assert "2001" not in s.text(f"from {spelling} ok"), spelling
+    for other in ("2001:db8::55", "2001:db8::5:1", "12:30:45", "aa:bb:cc:dd:ee:ff"):
+        assert s.text(other) == other
+
+
+def test_scrubber_adds_addresses_that_come_up_later() -> None:
+    s = Scrubber({"192.0.2.1"})
+    assert s.text("198.51.100.7") == "198.51.100.7"
+    s.add({"198.51.100.7"})
+    assert s.text("198.51.100.7 and 192.0.2.1") == "[scrubbed] and [scrubbed]"
+
+
+def test_scrubber_turns_the_home_folder_into_a_tilde() -> None:
+    s = Scrubber(set(), home="/home/alice")
+    assert s.text("/home/alice/.local/state/usage.json") == "~/.local/state/usage.json"
+    assert s.text('File "/home/alice/probe/x.py"') == 'File "~/probe/x.py"'
+    for kept in ("/home/alicebob/x", "https://example.test/home/alice/x", "/srv/home/alice"):
+        assert s.text(kept) == kept
+    assert Scrubber(set(), home="/").text("/etc/x") == "/etc/x"
+
+
+def test_secondary_ipv4_addresses_are_found(tmp_path: Path) -> None:
+    from probe.operate.privacy import _local_ipv4_from_fib
+
+    fib = tmp_path / "fib_trie"
+    fib.write_text(
+        "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 192.0.2.0\n        /24 link UNICAST\n"
+        "     |-- 192.0.2.2\n        /32 host LOCAL\n     |-- 192.0.2.9\n"
+        "        /32 host LOCAL\n     |-- 192.0.2.255\n        /32 link BROADCAST\n")
+    assert _local_ipv4_from_fib(fib) == {"192.0.2.2", "192.0.2.9"}
+    assert _local_ipv4_from_fib(tmp_path / "missing") == set()
+
+
 def test_consent_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_STATE_DIR", str(tmp_path))
     asked = []

@@ -1,9 +1,13 @@
-"""Keep the volunteer's own addresses out of every result, as OONI does.
+"""Keep the volunteer's own addresses (and home folder) out of every result, as OONI does.
 
 The probe never records its local addresses on purpose, but an address can
 still arrive inside something it records (a DNS answer, a header, an error
 text). So every measurement is scrubbed before it is written: each address of
-this machine's interfaces (loopback aside) is replaced by `[scrubbed]`.
+this machine's interfaces (loopback aside), in any of its spellings, is
+replaced by `[scrubbed]`; the home folder in a path (which names the user)
+becomes `~`. The runner asks for the addresses again before each measurement,
+so one that appears during a long run (a new IPv6 temporary address, another
+Wi-Fi) is scrubbed from then on.
 """
 
 from __future__ import annotations
@@ -17,15 +21,28 @@ from pathlib import Path
 
 SCRUBBED = "[scrubbed]"
 _SIOCGIFADDR = 0x8915
+# A run of hex digits and colons with at least two colons: a candidate IPv6 address
+# (with an optional dotted IPv4 tail), never part of a longer such run.
+_IPV6_TOKEN = re.compile(
+    r"(?<![0-9A-Fa-f:])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]+(?:\.[0-9]+){0,3}"
+    r"(?![0-9A-Fa-f:])"
+)
 
 
 def local_addresses() -> set[str]:
     """Every non-loopback IPv4/IPv6 address configured on this host's interfaces."""
+    found = _primary_ipv4() | _local_ipv4_from_fib() | _ipv6()
+    return {a for a in found if not ipaddress.ip_address(a).is_loopback
+            and not ipaddress.ip_address(a).is_unspecified}
+
+
+def _primary_ipv4() -> set[str]:
+    """Each interface's primary IPv4 address (SIOCGIFADDR)."""
     found: set[str] = set()
     try:
         names = [name for _, name in socket.if_nameindex()]
     except OSError:
-        names = []
+        return found
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for name in names:
             try:
@@ -34,36 +51,83 @@ def local_addresses() -> set[str]:
             except OSError:
                 continue
             found.add(socket.inet_ntoa(raw[20:24]))
+    return found
+
+
+def _local_ipv4_from_fib(path: Path = Path("/proc/net/fib_trie")) -> set[str]:
+    """All local IPv4 addresses, secondaries included: the kernel's `/32 host LOCAL`
+    routes (SIOCGIFADDR sees only the first address of an interface)."""
+    found: set[str] = set()
     try:
-        for line in Path("/proc/net/if_inet6").read_text().splitlines():
-            hexaddr = line.split()[0]
-            found.add(str(ipaddress.IPv6Address(bytes.fromhex(hexaddr))))
+        lines = path.read_text().splitlines()
+    except OSError:
+        return found
+    last = None
+    for line in lines:
+        text = line.strip()
+        if text.startswith("|-- "):
+            last = text[4:]
+        elif last and text.startswith("/32 host LOCAL"):
+            found.add(last)
+    return {a for a in found if _is_ip(a)}
+
+
+def _ipv6(path: Path = Path("/proc/net/if_inet6")) -> set[str]:
+    found: set[str] = set()
+    try:
+        for line in path.read_text().splitlines():
+            found.add(str(ipaddress.IPv6Address(bytes.fromhex(line.split()[0]))))
     except (OSError, ValueError, IndexError):
         pass
-    return {a for a in found if not ipaddress.ip_address(a).is_loopback
-            and not ipaddress.ip_address(a).is_unspecified}
+    return found
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Scrubber:
-    """Replaces given addresses wherever they occur as a whole address in a record."""
+    """Replaces given addresses wherever they occur as a whole address in a record,
+    and `home` (a folder path) by `~`."""
 
-    def __init__(self, addresses: set[str]) -> None:
-        self.addresses = sorted(addresses, key=len, reverse=True)
-        parts = []
-        for a in self.addresses:
-            if ":" in a:  # IPv6: not inside a longer hex/colon run
-                parts.append(rf"(?<![0-9A-Fa-f:]){re.escape(a)}(?![0-9A-Fa-f:])")
-            else:
-                parts.append(rf"(?<![0-9.]){re.escape(a)}(?![0-9])(?!\.[0-9])")
-        self._pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+    def __init__(self, addresses: set[str], home: str | None = None) -> None:
+        self.home = home if home and home.strip("/") else None
+        self.addresses: set[str] = set()
+        self.add(addresses)
+
+    def add(self, addresses: set[str]) -> None:
+        """Scrub these addresses too (from now on)."""
+        self.addresses |= set(addresses)
+        v4 = sorted((a for a in self.addresses if ":" not in a), key=len, reverse=True)
+        self._v6 = {ipaddress.IPv6Address(a) for a in self.addresses if ":" in a}
+        parts = [rf"(?<![0-9.]){re.escape(a)}(?![0-9])(?!\.[0-9])" for a in v4]
+        self._v4 = re.compile("|".join(parts)) if parts else None
+        # A path that starts with the home folder, not the same letters inside a URL.
+        self._home = (re.compile(rf"(?<![\w./:~-]){re.escape(self.home.rstrip('/'))}"
+                                 rf"(?=/|$|[^\w.-])") if self.home else None)
+
+    def _v6_token(self, m: re.Match[str]) -> str:
+        token = m.group(0)
+        try:
+            return SCRUBBED if ipaddress.IPv6Address(token) in self._v6 else token
+        except ValueError:
+            return token
 
     def text(self, value: str) -> str:
-        return self._pattern.sub(SCRUBBED, value) if self._pattern else value
+        if self._v6 and ":" in value:
+            value = _IPV6_TOKEN.sub(self._v6_token, value)
+        if self._v4 is not None:
+            value = self._v4.sub(SCRUBBED, value)
+        if self._home is not None:
+            value = self._home.sub("~", value)
+        return value
 
     def record(self, obj: object) -> object:
         """A copy of a JSON-like value with every string (and key) scrubbed."""
-        if self._pattern is None:
-            return obj
         if isinstance(obj, str):
             return self.text(obj)
         if isinstance(obj, dict):
