@@ -271,6 +271,17 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
             if runner.folder:
                 click.echo(str(runner.folder))
             sys.exit(130)
+        except Exception as exc:  # our bug: run.json says "error"; what was measured stays
+            if progress:
+                progress.stop()
+            import traceback
+
+            traceback.print_exc()
+            click.echo(f"internal error ({type(exc).__name__}: {exc}); please report it. The "
+                       "measurements written so far are in the folder", err=True)
+            if runner.folder:
+                click.echo(str(runner.folder))
+            sys.exit(1)
         finally:
             if progress:
                 progress.stop()

@@ -182,11 +182,17 @@ class Runner:
         except KeyboardInterrupt:
             self.request_stop("interrupted")
             raise
+        except BaseException as exc:  # our bug outside a measurement: say so in run.json
+            if write_error is None:
+                self.stop_reason = f"error: {type(exc).__name__}: {exc}"
+            raise
         finally:
             status = {None: "complete", "budget": "budget-exhausted"}.get(
                 self.stop_reason, "interrupted")
             if write_error:
                 status = "write-error"
+            elif (self.stop_reason or "").startswith("error: "):
+                status = "error"
             info.update(end=run_folder.iso(run_folder.utc_now()), status=status,
                         stop_reason=self.stop_reason, measurements=len(done),
                         planned_measurements=len(plan), bytes_used=self.config.budget.used,

@@ -153,6 +153,41 @@ def test_rolling_daily_budget(tmp_path: Path) -> None:
     assert ledger.used_in_month(first.day) == 1100
 
 
+def test_a_ledger_that_cannot_be_written_does_not_stop_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    budget = Budget(run_limit=1000, daily_limit=5000, ledger=Ledger(blocker / "usage.json"))
+    budget.charge(600)  # the ledger's folder cannot exist: a file is in the way
+    assert budget.used == 600 and budget.remaining() == 400
+    assert "usage.json" in budget.describe()["ledger_error"]
+
+
+def test_a_bug_outside_a_measurement_leaves_status_error(tmp_path: Path) -> None:
+    """run.json must not say `complete` when the run died of our own bug."""
+    from probe import targets as targets_mod
+    from probe.runner import RunConfig, Runner
+
+    toml = tmp_path / "t.toml"
+    toml.write_text('[[target]]\nname = "a"\nurl = "https://127.0.0.1:1/x"\n'
+                    'family = "twitter"\nkind = "image"\n'
+                    '[[target]]\nname = "b"\nurl = "https://127.0.0.1:1/y"\n'
+                    'family = "control"\nkind = "image"\n')
+
+    def observer(event: str, payload: object) -> None:
+        if event == "measured":
+            raise RuntimeError("observer bug")
+
+    config = RunConfig(target_files=[toml], out=tmp_path / "out", system_resolver=False,
+                       allow_nets=["127.0.0.0/8"])
+    runner = Runner(config, targets_mod.load([toml]), observer=observer)
+    with pytest.raises(RuntimeError, match="observer bug"):
+        runner.run()
+    info = json.loads((runner.folder / "run.json").read_text())
+    assert info["status"] == "error" and info["stop_reason"].startswith("error: RuntimeError")
+    assert info["measurements"] == 1 and info["planned_measurements"] == 2
+    assert len((runner.folder / "measurements.jsonl").read_text().splitlines()) == 1
+
+
 HOSTILE = "".join(f"""
 [[target]]
 name = "{name}"

@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from probe.operate.state import state_dir
 from probe.results.atomic import write_text
 
+log = logging.getLogger("probe")
 MB = 1_000_000
 # What a measurement moves besides HTTP payload, estimated: a TLS handshake with
 # a certificate chain, and one DNS query and answer.
@@ -81,6 +83,7 @@ class Budget:
     monthly_limit: int | None = None
     ledger: Ledger | None = None
     used: int = 0
+    ledger_error: str | None = None
 
     def __post_init__(self) -> None:
         today = dt.datetime.now(dt.UTC).date()
@@ -100,9 +103,15 @@ class Budget:
         return remaining is not None and remaining <= 0
 
     def charge(self, n: int) -> None:
+        """Count `n` bytes; a ledger that cannot be written (full disk, read-only state
+        folder) is logged and noted, and this run's own count still holds."""
         self.used += n
         if self.ledger is not None:
-            self.ledger.add(self.day, n)
+            try:
+                self.ledger.add(self.day, n)
+            except OSError as exc:
+                self.ledger_error = f"{self.ledger.path}: {exc.strerror or exc}"
+                log.warning("cannot update the data ledger %s", self.ledger_error)
 
     def describe(self) -> dict:
         return {
@@ -110,4 +119,5 @@ class Budget:
             "monthly_limit_bytes": self.monthly_limit,
             "ledger": str(self.ledger.path) if self.ledger else None,
             "effective_limit_bytes": self.limit, "used_bytes": self.used,
+            "ledger_error": self.ledger_error,
         }
