@@ -298,6 +298,7 @@ def test_plain_http_with_normal_resolution(keys: TestKeys, ca_bundle: Path) -> N
         rec = s.fetch(plain.url("/bytes/5000"))
     assert rec["failure"] is None and rec["bytes"] == 5000 and rec["address"] == "127.0.0.1"
     assert keys.tls_handshakes == [] and keys.tcp_connect[0]["port"] == plain.port
+    assert rec["sni"] is None  # nothing was sent: plain HTTP has no SNI
 
 
 def test_a_crashing_stop_when_surfaces_in_fetch(

@@ -260,7 +260,7 @@ class Session:
             "role": role,
             "url": url,
             "host": host,
-            "sni": host if self.sni is None else self.sni,
+            "sni": None if parts.scheme != "https" else (host if self.sni is None else self.sni),
             "address": end.address if end else self.backend.address,
             "port": parts.port or (443 if parts.scheme == "https" else 80),
             "direction": "down",

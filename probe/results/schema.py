@@ -191,7 +191,7 @@ TCPINFO = [
     Column("total_retrans", "segments", "retransmitted segments so far (tcpi_total_retrans)",
            _key("total_retrans")),
     Column("lost", "segments", "segments currently considered lost (tcpi_lost)", _key("lost")),
-    Column("delivery_rate_bps", "bytes/s", "kernel's delivery-rate estimate (tcpi_delivery_rate)",
+    Column("delivery_rate_bps", "bit/s", "kernel's delivery-rate estimate (tcpi_delivery_rate)",
            _key("delivery_rate_bps")),
     Column("bytes_received", "bytes", "bytes received on the connection (tcpi_bytes_received)",
            _key("bytes_received")),
