@@ -131,3 +131,30 @@ def test_parse_media_playlist_map_and_byteranges() -> None:
         Segment("https://v.example/p/media.mp4", "segment", (1720, 2219)),  # follows previous
         Segment("https://v.example/abs/seg.m4s", "segment", None),
     ]
+
+
+def test_a_malformed_playlist_is_read_as_far_as_it_makes_sense() -> None:
+    """Playlists are the server's (or a censor's): bad entries are skipped, never raised on."""
+    master = ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1.5e6\nfloat.m3u8\n"
+              "#EXT-X-STREAM-INF:BANDWIDTH=lots\nword.m3u8\n"
+              "#EXT-X-STREAM-INF:BANDWIDTH=900000\nbad uri.m3u8\n")
+    assert pick_variant(master, "https://v.example/m.m3u8") == "https://v.example/float.m3u8"
+    text = ("#EXTM3U\n#EXT-X-BYTERANGE:@100\na.m4s\n#EXT-X-BYTERANGE:x@y\nb.m4s\n"
+            "#EXT-X-BYTERANGE:-5@0\nc.m4s\nwith space.m4s\nftp://v.example/d.m4s\n"
+            '#EXT-X-MAP:URI="http://[bad"\n')
+    assert parse_media_playlist(text, "https://v.example/p.m3u8") == [
+        Segment(f"https://v.example/{n}.m4s", "segment", None) for n in "abc"]
+
+
+def test_no_hls_fetch_starts_without_time_for_its_first_byte() -> None:
+    """A segment started with 50 ms left would be cut before any byte and recorded as a
+    timeout that never happened: the object stops instead."""
+    import time
+
+    from probe.measure.media import MIN_FETCH_SECONDS, _Budget
+
+    limits = Limits(max_bytes=1_000_000, max_seconds=10.0)
+    now = time.monotonic()
+    assert not _Budget(limits, now - 8.0, []).spent()
+    assert _Budget(limits, now - (10.0 - MIN_FETCH_SECONDS / 2), []).spent()
+    assert _Budget(limits, now, [{"bytes": 1_000_000}]).spent()

@@ -8,14 +8,18 @@ a whole by `limits.max_bytes` and `limits.max_seconds`.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+import httpx
+
 from .transfer import Limits, Session, StopWhen
 
 PLAYLIST_CAP = 1_000_000  # a playlist larger than this is not one we can use
+MIN_FETCH_SECONDS = 1.0  # an HLS object with less time left starts no further fetch
 _ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 SIMPLE_KINDS = ("image", "script", "page")
 
@@ -57,6 +61,8 @@ def _video(session: Session, url: str, limits: Limits, stop_when: StopWhen | Non
     budget = _Budget(limits, started, records)
     playlist_url = url
     for _ in range(2):  # master, then media playlist
+        if records and budget.spent():
+            return records
         text, record = _fetch_playlist(session, playlist_url, budget)
         records.append(record)
         if text is None:
@@ -64,6 +70,8 @@ def _video(session: Session, url: str, limits: Limits, stop_when: StopWhen | Non
         variant = pick_variant(text, playlist_url)
         if variant is None:
             break
+        if urlsplit(variant).hostname != urlsplit(playlist_url).hostname:
+            return records  # the session is pinned to this host's address
         playlist_url = variant
     else:
         return records  # a master pointing at another master: give up
@@ -97,7 +105,9 @@ class _Budget:
         return self.limits.max_seconds - (time.monotonic() - self.started)
 
     def spent(self) -> bool:
-        return self.bytes_left() <= 0 or self.seconds_left() <= 0
+        """No room for another fetch: one started with less time than this would be cut
+        before its first byte and recorded as a timeout that never happened."""
+        return self.bytes_left() <= 0 or self.seconds_left() < MIN_FETCH_SECONDS
 
 
 def _fetch_playlist(session: Session, url: str, budget: _Budget) -> tuple[str | None, dict]:
@@ -140,11 +150,12 @@ def pick_variant(text: str, base: str) -> str | None:
             continue
         attrs = _attributes(line.split(":", 1)[1])
         uri = next((u for u in lines[i + 1:] if u and not u.startswith("#")), None)
-        if uri is None:
+        url = _url(base, uri) if uri is not None else None
+        if url is None:
             continue
-        bandwidth = int(attrs.get("BANDWIDTH", "0") or 0)
+        bandwidth = _number(attrs.get("BANDWIDTH"))
         if best is None or bandwidth < best[0]:
-            best = (bandwidth, urljoin(base, uri))
+            best = (bandwidth, url)
     return best[1] if best else None
 
 
@@ -157,16 +168,18 @@ def parse_media_playlist(text: str, base: str) -> list[Segment]:
         line = raw.strip()
         if line.startswith("#EXT-X-MAP:"):
             attrs = _attributes(line.split(":", 1)[1])
-            if "URI" in attrs:
-                rng = _byte_range(attrs.get("BYTERANGE"), 0)
-                segments.append(Segment(urljoin(base, attrs["URI"]), "init", rng))
+            url = _url(base, attrs["URI"]) if "URI" in attrs else None
+            if url is not None:
+                segments.append(Segment(url, "init", _byte_range(attrs.get("BYTERANGE"), 0)))
         elif line.startswith("#EXT-X-BYTERANGE:"):
             pending_range = line.split(":", 1)[1]
         elif line and not line.startswith("#"):
             rng = _byte_range(pending_range, next_offset)
             if rng is not None:
                 next_offset = rng[1] + 1
-            segments.append(Segment(urljoin(base, line), "segment", rng))
+            url = _url(base, line)
+            if url is not None:
+                segments.append(Segment(url, "segment", rng))
             pending_range = None
     return segments
 
@@ -176,9 +189,35 @@ def _attributes(text: str) -> dict[str, str]:
 
 
 def _byte_range(spec: str | None, default_offset: int) -> tuple[int, int] | None:
-    """HLS "length[@offset]" to an inclusive (first, last); offset defaults to the previous end."""
+    """HLS "length[@offset]" to an inclusive (first, last); offset defaults to the previous end.
+    A malformed range (the playlist is the server's, or a censor's) means the whole file."""
     if not spec:
         return None
     length_s, _, offset_s = spec.partition("@")
-    first = int(offset_s) if offset_s else default_offset
-    return first, first + int(length_s) - 1
+    try:
+        first = int(offset_s) if offset_s else default_offset
+        length = int(length_s)
+    except ValueError:
+        return None
+    return (first, first + length - 1) if length > 0 and first >= 0 else None
+
+
+def _number(text: str | None) -> float:
+    """An attribute's number (BANDWIDTH=1.5e6 is not an int); unreadable ones sort last."""
+    try:
+        value = float(text) if text else math.inf
+    except ValueError:
+        return math.inf
+    return value if value == value else math.inf
+
+
+def _url(base: str, ref: str) -> str | None:
+    """`ref` resolved against `base`, or None when it is no fetchable http(s) URL."""
+    try:
+        url = urljoin(base, ref.strip())
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        return None
+    if parsed.scheme not in ("http", "https") or not parsed.host or any(c.isspace() for c in url):
+        return None
+    return url
