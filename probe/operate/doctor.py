@@ -114,10 +114,10 @@ def check_lab() -> list[Check]:
 def check_scheduler() -> Check:
     from probe.operate import schedule, systemd_timer
 
-    if systemd_timer.available():
-        return Check("scheduler", OK, "systemd user timer (`probe schedule install`)")
     if schedule.has_cron():
         return Check("scheduler", OK, "cron (`probe schedule install`)")
+    if systemd_timer.available():
+        return Check("scheduler", OK, "systemd user timer (`probe schedule install`)")
     return Check("scheduler", WARN, "neither cron nor a systemd user manager",
                  "install cron (Debian: apt-get install cron) to measure on a schedule")
 

@@ -92,7 +92,8 @@ class Plan:
 
     def line(self) -> str:
         """The crontab line."""
-        command = " ".join(shlex.quote(a) for a in self.argv())
+        # cron turns an unescaped % into a newline (stdin for the command): escape it.
+        command = " ".join(shlex.quote(a) for a in self.argv()).replace("%", "\\%")
         # Output goes to the log file; cron would otherwise mail it.
         return f"{cron_times(self.every_s, self.minute)} {command} >/dev/null 2>&1 {MARKER}"
 

@@ -43,7 +43,7 @@ def schedule_group() -> None:
                    "volunteers]. A systemd timer starts a minute after install or boot.")
 @click.option("--scheduler", type=click.Choice(["auto", "cron", "systemd"]), default="auto",
               show_default=True,
-              help="auto: a systemd user timer where a user manager runs, else cron.")
+              help="auto: cron where installed, else a systemd user timer.")
 @click.option("--yes", "-y", is_flag=True, help="Give consent now if none is on record.")
 @click.option("--dry-run", is_flag=True,
               help="Print the crontab line (or the systemd unit files) instead of installing.")
@@ -65,7 +65,8 @@ def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
         minute=random.randrange(60) if minute is None else minute, extra_args=run_args,
     )
     if scheduler == "auto":
-        scheduler = "systemd" if systemd_timer.available() else "cron"
+        # cron runs whether or not the user is logged in; a user timer may not (linger).
+        scheduler = "cron" if schedule.has_cron() or not systemd_timer.available() else "systemd"
     try:
         if scheduler == "cron":
             line = plan.line()
@@ -97,6 +98,9 @@ def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
     else:
         click.echo(f"installed: systemd user timer {systemd_timer.TIMER} "
                    f"(every {plan.every}) in {systemd_timer.unit_dir()}")
+        if systemd_timer.lingering() is False:
+            click.echo("note: your systemd user manager stops when you log out, and the "
+                       "timer with it; `loginctl enable-linger` keeps it measuring.", err=True)
 
 
 @schedule_group.command("status")

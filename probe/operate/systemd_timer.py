@@ -1,9 +1,12 @@
 """`probe schedule` on systemd: a user timer and service, where a user manager runs.
 
-Many desktops ship no cron; a systemd user timer runs the same command as the
+Many desktops ship no cron. A systemd user timer runs the same command as the
 crontab line, logs failures to the journal (`journalctl --user -u
 throttle-probe`), and can use any period (cron can only divide an hour or a
-day). Our unit files carry the schedule marker, so `remove` deletes only them.
+day). `auto` still prefers cron where it is installed: cron runs whether or
+not the user is logged in, while a user manager stops at logout unless
+lingering is on. Our unit files carry the schedule marker, so `remove`
+deletes only them.
 """
 
 from __future__ import annotations
@@ -121,6 +124,20 @@ def remove() -> int:
     if manager:
         _systemctl("daemon-reload")
     return len(ours)
+
+
+def lingering() -> bool | None:
+    """Whether this user's manager outlives their sessions (None: cannot tell)."""
+    path = shutil.which("loginctl")
+    if not path:
+        return None
+    try:
+        res = subprocess.run([path, "show-user", str(os.getuid()), "-p", "Linger"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = res.stdout.strip().partition("=")[2]
+    return {"yes": True, "no": False}.get(value) if res.returncode == 0 else None
 
 
 def timer_state() -> str | None:
