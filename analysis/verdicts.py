@@ -40,7 +40,7 @@ else all controls). Decision rules, in order (thresholds below):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -132,7 +132,7 @@ class _Rep:
     steady: bool = False  # rate from a steady-state window, not a sub-second goodput
 
 
-def _rows_of(table: pd.DataFrame):  # noqa: ANN202 - a small closure
+def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
     """measurement_id -> its rows of `table` (None if it has none), found by index."""
     where = table.groupby("measurement_id", sort=False).indices if len(table) else {}
     return lambda mid: table.iloc[where[mid]] if mid in where else None
@@ -242,6 +242,8 @@ def _s(v: object) -> str | None:
 
 
 def _rate_into(rep: _Rep, transfer: dict, s: np.ndarray | None, tcp_info: list) -> None:
+    """Fill `rep`'s rate, bootstrap bins and shape from its main transfer: the steady-state
+    rate when the transfer had a steady window of a second or more, else its goodput."""
     if s is None or len(s) < 2:
         rep.rate = float(transfer["goodput_kbps"]) if not pd.isna(transfer["goodput_kbps"]) \
             else None
@@ -298,6 +300,8 @@ class _Comparison:
 
 
 def _compare(subject: list[_Rep], controls: list[_Rep], seed: int) -> _Comparison:
+    """Median rates, their ratio with a bootstrap interval and p-value (share of resamples
+    where the subject is not slower), and how much the controls vary."""
     rng = np.random.default_rng(seed)
     rate = float(np.median([r.rate for r in subject]))
     control = float(np.median([r.rate for r in controls]))
@@ -436,6 +440,8 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
 
 
 def _controls_for(subject: list[_Rep], pair: str | None, run: list[_Rep]) -> list[_Rep]:
+    """The target's `pair`, else controls of the same kind, else every control of the run;
+    same direction where there are such (failed ones kept: they say the network broke)."""
     direction = subject[0].direction
     controls = [r for r in run if r.family == "control" and r.experiment == "target"]
     if pair:

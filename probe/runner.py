@@ -373,6 +373,8 @@ def first_failure(keys: TestKeys) -> str | None:
 
 
 def _dns_failure(queries: list[dict]) -> str:
+    """The failure of a lookup that gave no usable address: a bogon answer first (that
+    is tampering, whatever else failed), else the A queries' own failure."""
     failures = [q.get("failure") for q in queries if q.get("query_type") == "A"]
     real = [f for f in failures if f]
     if any(q.get("bogons") for q in queries):

@@ -6,6 +6,7 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -143,6 +144,6 @@ def remove_cmd() -> None:
     click.echo("removed" if n else "nothing to remove")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(EXIT_BAD_INPUT)

@@ -43,7 +43,7 @@ class JsonlWriter:
         self.close()
 
 
-def read(path: Path, warn: bool = True) -> Iterator[dict]:
+def read(path: Path) -> Iterator[dict]:
     """Yield the measurements of a JSONL file, skipping (and naming) lines that do not parse.
 
     Only the last line of a killed run can be torn; a bad line elsewhere is
@@ -56,8 +56,7 @@ def read(path: Path, warn: bool = True) -> Iterator[dict]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                if warn:
-                    print(f"{path}:{lineno}: skipped unreadable line ({exc.msg})", file=sys.stderr)
+                print(f"{path}:{lineno}: skipped unreadable line ({exc.msg})", file=sys.stderr)
                 continue
             if isinstance(obj, dict):
                 yield obj

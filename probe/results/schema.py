@@ -159,7 +159,8 @@ TRANSFERS = CONTEXT + [
            "early stop it misses the TLS record in flight (up to 16 KiB), so the network rate "
            "is better read off tcpinfo.csv wire_bytes", _key("goodput_kbps")),
     Column("stopped_by", "", "complete, max_bytes, max_seconds, stable (rate estimate settled), "
-           "timeout (stalled after progress), budget, or error", _key("stopped_by")),
+           "timeout (stalled after progress), or error; an object cut to what was left of "
+           "the data budget says max_bytes", _key("stopped_by")),
     Column("failure", "", "OONI df-007 failure string; empty when the transfer completed or "
            "stopped at a bound (a valid throughput measurement)", _key("failure")),
     Column("connection_reused", "bool", "the transfer reused the previous transfer's connection",
