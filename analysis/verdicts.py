@@ -130,6 +130,7 @@ class _Rep:
     shape: str | None = None
     flat: bool | None = None
     steady: bool = False  # rate from a steady-state window, not a sub-second goodput
+    status: int | None = None  # HTTP status of the main transfer
 
 
 def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
@@ -230,6 +231,8 @@ def _reps(r: Results) -> list[_Rep]:
                    _s(sni), _s(m.get("experiment")) or "target",
                    _s(main["direction"]) if main is not None else direction,
                    _stage(m, dns(mid), tcp(mid), tls(mid)) if main is None else "ok")
+        if main is not None and not pd.isna(main["status_code"]):
+            rep.status = int(main["status_code"])
         if main is not None and main["bytes"] >= MIN_BYTES:
             s = samples.get(main["transfer_id"])
             _rate_into(rep, main, s, tcpinfo.get(main["transfer_id"], []))
@@ -375,6 +378,16 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     control_ok = [c for c in controls if c.stage == "ok" and c.rate]
     measured = [r for r in subject if r.stage == "ok" and r.rate is not None]
     if not measured:
+        errors = sorted({r.status for r in subject if r.status and r.status >= 400})
+        if errors:
+            codes = ", ".join(f"HTTP {c}" for c in errors)
+            if 451 in errors:  # "Unavailable For Legal Reasons": a censor says so itself
+                v.verdict = "blocked"
+                v.explanation = f"answered {codes}: unavailable for legal reasons."
+            else:
+                v.explanation = (f"answered {codes} with too little to measure: a block page "
+                                 "or a missing object (check the target's URL).")
+            return v
         v.explanation = (f"its transfers were too small (under {MIN_BYTES // 1024} KB) to "
                          "measure a rate.")
         return v

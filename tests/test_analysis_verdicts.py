@@ -302,3 +302,14 @@ def test_a_transfer_that_stalls_after_the_first_bytes_is_blocked_not_a_crash() -
     subject = [_rep(i, "ok", 0.0) for i in range(3)]
     v = judge(subject, _controls())
     assert v.verdict == "blocked" and "stalled" in v.explanation
+
+
+@pytest.mark.parametrize("status, verdict, words", [
+    (451, "blocked", "legal reasons"), (403, "inconclusive", "block page or a missing object"),
+    (200, "inconclusive", "too small")])
+def test_a_small_error_answer_says_what_it_was(status: int, verdict: str, words: str) -> None:
+    subject = [_rep(i, "ok") for i in range(2)]  # moved under 16 KB: no rate
+    for r in subject:
+        r.status = status
+    v = judge(subject, _controls())
+    assert v.verdict == verdict and words in v.explanation, v
