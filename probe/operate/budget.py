@@ -107,8 +107,8 @@ class Budget:
         folder) is logged and noted, and this run's own count still holds."""
         self.used += n
         if self.ledger is not None:
-            try:
-                self.ledger.add(self.day, n)
+            try:  # the day it was used: a run may cross midnight (UTC)
+                self.ledger.add(dt.datetime.now(dt.UTC).date(), n)
             except OSError as exc:
                 self.ledger_error = f"{self.ledger.path}: {exc.strerror or exc}"
                 log.warning("cannot update the data ledger %s", self.ledger_error)
