@@ -379,3 +379,31 @@ def test_resolver_keys():
     assert Resolver("udp", "1.2.3.4").key == "udp:1.2.3.4"
     assert Resolver("system", "::1", 5353).key == "system:[::1]:5353"
     assert Resolver("doh", "https://d.example/q", 443).key == "doh:https://d.example/q"
+
+
+def test_records_that_do_not_answer_the_question_are_ignored() -> None:
+    """A hostile resolver adds a CH-class A record (no IP inside) and an A record of an
+    unrelated name; neither is an answer, and neither may crash the measurement."""
+    import dns.message
+    import dns.rrset
+
+    from probe.measure.dns import _describe
+
+    query = dns.message.make_query("pbs.twimg.com", "A")
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("pbs.twimg.com.", 60, "CH", "A", "ns.example. 1"))
+    response.answer.append(dns.rrset.from_text("evil.example.", 60, "IN", "A", "198.51.100.66"))
+    response.answer.append(dns.rrset.from_text("PBS.twimg.com.", 60, "IN", "CNAME",
+                                               "cdn.twimg.com."))
+    response.answer.append(dns.rrset.from_text("cdn.twimg.com.", 60, "IN", "A", "192.0.2.7"))
+    record: dict = {"answers": []}
+    _describe(response, "A", record, [])
+    assert [a.get("ipv4") or a.get("hostname") for a in record["answers"]] == \
+        ["cdn.twimg.com", "192.0.2.7"]
+    assert record["cname_chain"] == ["cdn.twimg.com"] and record.get("failure") is None
+    only_unrelated = dns.message.make_response(query)
+    only_unrelated.answer.append(dns.rrset.from_text("evil.example.", 60, "IN", "A",
+                                                     "198.51.100.66"))
+    record = {"answers": []}
+    _describe(only_unrelated, "A", record, [])
+    assert record["answers"] == [] and record["failure"] == "dns_no_answer"

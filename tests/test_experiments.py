@@ -313,6 +313,11 @@ def test_icmp_time_exceeded_is_matched_to_its_flow() -> None:
     assert not _quotes_flow(icmp(11, "198.51.100.80", 40001, 443), 40000, "198.51.100.80", 443)
     assert not _quotes_flow(icmp(11, "198.51.100.81", 40000, 443), 40000, "198.51.100.80", 443)
     assert not _quotes_flow(icmp(3, "198.51.100.80", 40000, 443), 40000, "198.51.100.80", 443)
+    # Crafted ones: a quoted header claiming 60 bytes, cut short; an empty packet.
+    good = icmp(11, "198.51.100.80", 40000, 443)
+    crafted = good[:28] + bytes([0x4F]) + good[29:]
+    assert not _quotes_flow(crafted, 40000, "198.51.100.80", 443)
+    assert not _quotes_flow(b"", 40000, "198.51.100.80", 443)
 
 
 def test_locate_confidence() -> None:

@@ -180,3 +180,26 @@ def test_locate_finds_nothing_without_a_throttler(lab: Lab) -> None:
     out = json.loads(proc.stdout)
     assert (out["hop"], out["address"], out["confidence"]) == (None, None, "none")
     assert "did not slow the flow" in out["reasons"][0]
+
+
+def test_locate_looks_past_a_router_that_stays_silent(lab: Lab) -> None:
+    """Many routers send no time-exceeded: that hop is 'none', not the server, and locate
+    still finds a throttler beyond it (hop 3 here, behind a silent hop 2)."""
+    from probe.lab import system
+
+    lab.scenario("sni-throttle", rate_kbps=RATE, hop=3)
+    silent = lab.names.router(2)
+    system.ns_run(silent, [system.IPTABLES, "-A", "OUTPUT", "-p", "icmp", "--icmp-type",
+                           "time-exceeded", "-j", "DROP"])
+    try:
+        proc = lab.exec([PROBE, "locate", "--server", lab.state["measure"]["url"],
+                         "--ca-bundle", lab.state["ca"]["cert"], "--json"], timeout=120)
+    finally:
+        lab.scenario("clean")  # also flushes the DROP rule
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    replies = [(h["ttl"], h["reply"]) for h in out["traceroute"]]
+    assert replies[:5] == [(1, "time-exceeded"), (2, "none"), (3, "time-exceeded"),
+                           (4, "time-exceeded"), (5, "destination")], replies
+    router = next(r for r in lab.state["routers"] if r["hop"] == 3)
+    assert (out["hop"], out["address"]) == (3, router["west"])

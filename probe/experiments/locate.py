@@ -154,11 +154,15 @@ class IcmpWatch:
 
 def _quotes_flow(data: bytes, sport: int, dst: str, dport: int) -> bool:
     """Is `data` (IP + ICMP) a time-exceeded quoting a TCP packet of sport -> dst:dport?"""
+    if not data:
+        return False
     ihl = (data[0] & 0x0F) * 4
     if len(data) < ihl + 8 + 20 + 4 or data[ihl] != ICMP_TIME_EXCEEDED:
         return False
     inner = data[ihl + 8:]
-    inner_ihl = (inner[0] & 0x0F) * 4
+    inner_ihl = (inner[0] & 0x0F) * 4  # anyone can send ICMP: check lengths before reading
+    if inner_ihl < 20 or len(inner) < inner_ihl + 4:
+        return False
     if inner[9] != socket.IPPROTO_TCP or socket.inet_ntoa(inner[16:20]) != dst:
         return False
     ports = struct.unpack_from("!HH", inner, inner_ihl)

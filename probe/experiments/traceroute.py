@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 
 IP_RECVERR = 11
-ICMP_TIME_EXCEEDED = 11
+ICMP_TIME_EXCEEDED, ICMP6_TIME_EXCEEDED = 11, 3
 SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
 
 
@@ -51,21 +51,23 @@ def probe(address: str, port: int, ttl: int, timeout: float) -> Hop:
         code = s.connect_ex((address, port))
         if code not in (0, errno.EINPROGRESS):
             return Hop(ttl, None, "none", None)
-        select.select([], [s], [s], timeout)
+        _, writable, failed = select.select([], [s], [s], timeout)
         rtt = round((time.monotonic() - started) * 1000, 3)
-        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err in (0, errno.ECONNREFUSED):
-            return Hop(ttl, address, "destination", rtt)
         origin = _error_origin(s)
-        if origin is not None:
-            sender, icmp_type = origin
-            kind = "time-exceeded" if icmp_type == ICMP_TIME_EXCEEDED else "unreachable"
+        if origin is not None:  # an ICMP error: a router (or the server's network) answered
+            sender, kind = origin
             return Hop(ttl, sender, kind, rtt)
+        if not writable and not failed:
+            return Hop(ttl, None, "none", None)  # a silent hop: nothing within the timeout
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err in (0, errno.ECONNREFUSED):  # SYN-ACK or RST: the server itself
+            return Hop(ttl, address, "destination", rtt)
         return Hop(ttl, None, "none", None)
 
 
-def _error_origin(s: socket.socket) -> tuple[str, int] | None:
-    """(ICMP sender, ICMP type) from the socket's error queue, if an ICMP error is there."""
+def _error_origin(s: socket.socket) -> tuple[str, str] | None:
+    """(ICMP sender, "time-exceeded" or "unreachable") from the socket's error queue, if an
+    ICMP or ICMPv6 error is there."""
     try:
         _, ancillary, _, _ = s.recvmsg(512, 512, socket.MSG_ERRQUEUE)
     except OSError:
@@ -78,11 +80,13 @@ def _error_origin(s: socket.socket) -> tuple[str, int] | None:
         _, origin, icmp_type = struct.unpack_from("=IBB", data)
         if origin not in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
             continue
+        exceeded = ICMP_TIME_EXCEEDED if origin == SO_EE_ORIGIN_ICMP else ICMP6_TIME_EXCEEDED
+        kind = "time-exceeded" if icmp_type == exceeded else "unreachable"
         family = struct.unpack_from("=H", data, 16)[0]
         if family == socket.AF_INET:
-            return socket.inet_ntop(socket.AF_INET, data[20:24]), icmp_type
+            return socket.inet_ntop(socket.AF_INET, data[20:24]), kind
         if family == socket.AF_INET6 and len(data) >= 40:
-            return socket.inet_ntop(socket.AF_INET6, data[24:40]), icmp_type
+            return socket.inet_ntop(socket.AF_INET6, data[24:40]), kind
     return None
 
 

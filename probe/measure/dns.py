@@ -28,6 +28,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import httpx
 
@@ -308,7 +309,14 @@ def _describe(
     record["rcode"] = rcode
     wanted = dns.rdatatype.from_text(qtype)
     found = False
+    chain = _cname_chain(response)
+    # Only class IN records of the question name or its CNAME chain answer the question
+    # (a hostile resolver may add others; a CH-class A record does not even hold an IP).
+    owners = ({_text(response.question[0].name).lower()} | {c.lower() for c in chain}
+              if response.question else set())
     for rrset in response.answer:
+        if rrset.rdclass != dns.rdataclass.IN or _text(rrset.name).lower() not in owners:
+            continue
         for rdata in rrset:
             if rrset.rdtype == dns.rdatatype.A:
                 entry = {"answer_type": "A", "ipv4": rdata.address}
@@ -321,7 +329,7 @@ def _describe(
             entry["ttl"] = rrset.ttl
             record["answers"].append(entry)
         found = found or rrset.rdtype == wanted
-    record["cname_chain"] = _cname_chain(response)
+    record["cname_chain"] = chain
     record["bogons"] = [ip for ip in _ips(record) if is_bogon(ip, allow_nets)]
     if rcode not in _RCODE_FAILURES:
         record["failure"] = MISBEHAVING
@@ -338,7 +346,7 @@ def _cname_chain(response: dns.message.Message) -> list[str]:
     targets = {
         rrset.name: rrset[0].target
         for rrset in response.answer
-        if rrset.rdtype == dns.rdatatype.CNAME
+        if rrset.rdtype == dns.rdatatype.CNAME and rrset.rdclass == dns.rdataclass.IN
     }
     chain: list[str] = []
     name = response.question[0].name
