@@ -235,6 +235,14 @@ def test_gaps_and_minimum_segment() -> None:
     assert [c.index for c in detect(k2, n2, Settings(min_segment_days=2))] == [28]
 
 
+def test_a_small_significant_change_does_not_hide_a_large_one() -> None:
+    """50% -> 60% on 1000 visits a day is very significant but below min_effect; the later
+    60% -> 0% drop on 5 visits a day must still be found."""
+    n = np.array([1000] * 60 + [5] * 10)
+    k = np.array([500] * 30 + [600] * 30 + [0] * 10)
+    assert [c.index for c in detect(k, n)] == [60]
+
+
 def test_small_effect_and_overdispersion_are_not_changes() -> None:
     n = np.full(40, 5000)
     k = np.where(np.arange(40) < 20, 2500, 2900)  # 50% -> 58%: significant, but small
