@@ -222,11 +222,15 @@ def _measurement_rows(folder: Path) -> list[dict]:
 def _envelope(line: str) -> dict | None:
     """The envelope and the final test keys of one JSON line, without parsing the samples.
 
-    The runner writes `test_keys` last and, inside it, `dns_consistency`,
-    `address` and `failure` after the bulky lists; anything else is parsed whole.
+    The runner writes `test_keys` last and, inside it, `address`, `dns_consistency`
+    and `failure` after the bulky lists; anything else is parsed whole (also when
+    the tail found this way does not parse).
     """
     head_end = line.find(',"test_keys":')
     tail_start = line.rfind('"dns_consistency":')
+    address = line.rfind('"address":', 0, tail_start) if tail_start > 0 else -1
+    if address > head_end:
+        tail_start = address
     if head_end > 0 and tail_start > head_end:
         try:
             head = json.loads(line[:head_end] + "}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,24 @@ def test_objects_too_small_for_a_rate_are_inconclusive(tmp_path: Path) -> None:
     folder = write_run(tmp_path, RunSpec(pairs(("image",), POLICED, FAST), max_bytes=8 * 1024))
     v = _one(folder)
     assert v["verdict"] == "inconclusive" and "too small" in v["explanation"]
+
+
+def test_measurements_read_the_address_on_the_fast_path(tmp_path: Path) -> None:
+    from probe.measure.keys import TestKeys
+    from probe.runner import envelope
+    from probe.targets import Target
+
+    target = Target(name="t", url="https://pbs.twimg.com/x.jpg", family="twitter",
+                    kind="image", source="t.toml:1")
+    m = envelope(run_id="r", measurement_id="r-1", started=dt.datetime.now(dt.UTC),
+                 runtime=1.0, target=target, repetition=0, experiment="target",
+                 keys=TestKeys(), extra={"address": "192.0.2.9", "dns_consistency": {}},
+                 network=None)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "measurements.jsonl").write_text(json.dumps(m) + "\n")
+    ms = analysis.load(folder).measurements
+    assert ms["address"].tolist() == ["192.0.2.9"] and ms["target"].tolist() == ["t"]
 
 
 def test_measurements_fall_back_to_a_full_parse(tmp_path: Path) -> None:
