@@ -225,6 +225,7 @@ def test_objects_too_small_for_a_rate_are_inconclusive(tmp_path: Path) -> None:
 
 def test_measurements_read_the_address_on_the_fast_path(tmp_path: Path) -> None:
     from probe.measure.keys import TestKeys
+    from probe.results.jsonl import JsonlWriter
     from probe.runner import envelope
     from probe.targets import Target
 
@@ -236,13 +237,13 @@ def test_measurements_read_the_address_on_the_fast_path(tmp_path: Path) -> None:
                  network=None)
     folder = tmp_path / "run"
     folder.mkdir()
-    (folder / "measurements.jsonl").write_text(json.dumps(m) + "\n")
+    with JsonlWriter(folder / "measurements.jsonl") as writer:  # the probe's own writer
+        writer.append(m)
     ms = analysis.load(folder).measurements
     assert ms["address"].tolist() == ["192.0.2.9"] and ms["target"].tolist() == ["t"]
 
 
 def test_measurements_fall_back_to_a_full_parse(tmp_path: Path) -> None:
-    import json
 
     folder = write_run(tmp_path, RunSpec(pairs(("image",), POLICED, FAST), repeat=1))
     path = folder / "measurements.jsonl"
