@@ -34,7 +34,7 @@ from probe.targets import Target, interleave
 
 log = logging.getLogger("probe")
 TEST_NAME = "throttle_probe"
-TEST_VERSION = "0.1.0"
+TEST_VERSION = "0.2.0"  # the record format: failure names changed in 0.2
 
 
 @dataclass

@@ -118,7 +118,7 @@ def test_cname_chain_and_ttls(truth):
         ("v4only.test", "AAAA", "NOERROR", "dns_no_answer"),
         ("video.twimg.com", "AAAA", "NOERROR", "dns_no_answer"),  # CNAME but no address
         ("refused.test", "A", "REFUSED", "dns_refused_error"),
-        ("fail.test", "A", "SERVFAIL", "dns_server_failure"),
+        ("fail.test", "A", "SERVFAIL", "dns_servfail_error"),
         ("notimp.test", "A", "NOTIMP", "dns_server_misbehaving"),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,3 +313,22 @@ def test_a_crashing_stop_when_surfaces_in_fetch(
     with _session(keys, ca_bundle) as s, pytest.raises(KeyError):
         s.fetch(server.url("/slow/1000000?kbps=100", NAME), stop_when=broken)
     assert time.monotonic() - started < 2  # the transfer ended with the bug, not at its bounds
+
+
+@pytest.mark.parametrize("code, name", [
+    (errno.ECONNRESET, "connection_reset"), (errno.ECONNREFUSED, "connection_refused"),
+    (errno.ECONNABORTED, "connection_aborted"), (errno.ENETDOWN, "network_down"),
+    (errno.ENETRESET, "network_reset"), (errno.ENETUNREACH, "network_unreachable"),
+    (errno.EHOSTUNREACH, "host_unreachable"), (errno.ETIMEDOUT, "generic_timeout_error")])
+def test_os_errors_get_their_df007_names(code: int, name: str) -> None:
+    """Named as OONI's df-007 names them, also when wrapped (httpx wraps the OS error)."""
+    from probe.measure.failures import classify
+
+    assert classify(OSError(code, os.strerror(code))) == name
+    try:
+        try:
+            raise OSError(code, os.strerror(code))
+        except OSError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert classify(outer) == name

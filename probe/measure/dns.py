@@ -44,7 +44,7 @@ _RCODE_FAILURES = {
     "NOERROR": None,
     "NXDOMAIN": "dns_nxdomain_error",
     "REFUSED": "dns_refused_error",
-    "SERVFAIL": "dns_server_failure",
+    "SERVFAIL": "dns_servfail_error",
 }
 MISBEHAVING = "dns_server_misbehaving"  # other rcodes, malformed or mismatched replies
 NO_ANSWER = "dns_no_answer"

@@ -23,8 +23,11 @@ SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
 DNS_NXDOMAIN = "dns_nxdomain_error"
 DNS_NO_ANSWER = "dns_no_answer"
 DNS_REFUSED = "dns_refused_error"
-DNS_SERVER_FAILURE = "dns_server_failure"
-BAD_RESPONSE = "http_invalid_response"
+DNS_SERVFAIL = "dns_servfail_error"
+CONNECTION_ABORTED = "connection_aborted"
+NETWORK_DOWN = "network_down"
+NETWORK_RESET = "network_reset"
+BAD_RESPONSE = "http_invalid_response"  # ours: df-007 has no name for a malformed response
 
 _ERRNO = {
     errno.ECONNRESET: CONNECTION_RESET,
@@ -33,7 +36,9 @@ _ERRNO = {
     errno.EHOSTUNREACH: HOST_UNREACHABLE,
     errno.ENETUNREACH: NETWORK_UNREACHABLE,
     errno.EPIPE: CONNECTION_RESET,
-    errno.ECONNABORTED: CONNECTION_RESET,
+    errno.ECONNABORTED: CONNECTION_ABORTED,
+    errno.ENETDOWN: NETWORK_DOWN,
+    errno.ENETRESET: NETWORK_RESET,
 }
 
 
