@@ -261,7 +261,8 @@ def wrap(
 
     With no SNI, chain verification stays on but the name check is skipped:
     there is no name to check against. `check_hostname` is read only while
-    wrapping, so it is switched off for that instant under a lock.
+    wrapping, so it is switched off for that instant, and every wrap holds the
+    lock: a wrap with a name on another thread must never see it off.
     """
 
     def make(name: str | None) -> ssl.SSLSocket | ssl.SSLObject:
@@ -269,14 +270,14 @@ def wrap(
             return context.wrap_bio(bio[0], bio[1], server_hostname=name)
         return context.wrap_socket(sock, server_hostname=name, do_handshake_on_connect=False)
 
-    if sni is None and context.check_hostname:
-        with _WRAP_LOCK:
+    with _WRAP_LOCK:
+        if sni is None and context.check_hostname:
             context.check_hostname = False
             try:
                 return make(None)
             finally:
                 context.check_hostname = True
-    return make(sni)
+        return make(sni)
 
 
 def _new_record(address: str, port: int, sni: str | None, t0: float) -> dict:
