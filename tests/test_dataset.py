@@ -82,20 +82,22 @@ def test_rules_on_synthetic_rows(tmp_path: Path) -> None:
         _row(t, 5000, 3000),  # fast: neither
         _row(t, 110, -16304.35),  # invalid control: page no, ours inconclusive
         _row(t, 5000, 3000, taco=120),  # t.co host throttled: collateral flag
+        _row(t, 0, 3000),  # an invalid (zero) test speed: ours inconclusive, not "fast"
     ]
     df = rt.apply_rules(rt.load(_dataset(tmp_path, {"2021-05/01.csv": rows})))
-    assert df["page_throttled"].tolist() == [True, True, True, False, True, False, False, False]
+    assert df["page_throttled"].tolist() == [True, True, True, False, True, False, False, False,
+                                             True]
     ours = [None if pd.isna(v) else bool(v) for v in df["ours_throttled"]]
-    assert ours == [True, False, None, None, None, False, None, False]
+    assert ours == [True, False, None, None, None, False, None, False, None]
     taco = [None if pd.isna(v) else bool(v) for v in df["taco_throttled"]]
-    assert taco == [False, False, None, None, False, False, None, True]
+    assert taco == [False, False, None, None, False, False, None, True, False]
     summary = rt.summarize(df, min_as_measurements=1)
     assert summary["rules"]["page"]["overall"] == {
-        "measurements": 8,
-        "decided": 8,
-        "throttled": 4,
-        "throttled_share": 0.5,
-        "median_throttled_kbps": 130.0,  # median of 110, 400, 110, 150
+        "measurements": 9,
+        "decided": 9,
+        "throttled": 5,
+        "throttled_share": 0.5556,
+        "median_throttled_kbps": 110.0,  # median of 110, 400, 110, 150, 0
     }
     assert summary["rules"]["ours"]["overall"]["decided"] == 4
     assert summary["rules"]["ours"]["overall"]["throttled"] == 1
@@ -128,6 +130,15 @@ def test_only_russian_ases_count_and_access_classes(tmp_path: Path) -> None:
     summary = rt.summarize(df)
     assert summary["overall"]["measurements"] == 5
     assert summary["outside_russia"]["page"]["measurements"] == 2
+
+
+def test_an_as_without_an_organisation_name_is_summarised(tmp_path: Path) -> None:
+    t = "2021-05-01 10:00:00"
+    rows = [_row(t, 110, 3000, asn="64500", org="", org_id="")] * 3
+    summary = rt.summarize(rt.load(_dataset(tmp_path, {"2021-05/01.csv": rows})),
+                           min_as_measurements=1)
+    (row,) = [a for a in summary["rules"]["page"]["per_as"] if a["asn"] == 64500]
+    assert row["as_organization"] is None and row["measurements"] == 3
 
 
 # ------------------------------------------------------------------ malformed input

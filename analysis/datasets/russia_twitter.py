@@ -307,7 +307,7 @@ def _ours(test: pd.Series, control: pd.Series, rule: OursRule) -> pd.Series:
     ratio_ok = test <= rule.max_ratio * control
     verdict = pd.Series(pd.NA, index=test.index, dtype="boolean")
     verdict[fast_control & in_band & ratio_ok] = True
-    verdict[fast_control & ~in_band] = False
+    verdict[fast_control & (test > rule.band_max_kbps)] = False  # a speed <= 0 is invalid
     return verdict
 
 
@@ -473,10 +473,17 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _opt(value: Any) -> Any:
+    """None for a missing value (JSON null), the value otherwise."""
+    return None if value is None or value is pd.NA or (
+        isinstance(value, float) and math.isnan(value)) else value
+
+
 def _per_as(ru: pd.DataFrame, verdict: str) -> list[dict[str, Any]]:
     rows = ru.dropna(subset=["asn"])
     meta = rows.groupby("asn").agg(
-        org=("as_organization", lambda s: s.mode().iat[0]), access=("access", "first")
+        org=("as_organization", lambda s: s.mode().iat[0] if s.notna().any() else None),
+        access=("access", "first"),
     )
     out = []
     for r in _records(_grouped(rows, verdict, ["asn"])):
@@ -484,8 +491,8 @@ def _per_as(ru: pd.DataFrame, verdict: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "asn": int(asn),
-                "as_organization": meta.at[asn, "org"],
-                "access": meta.at[asn, "access"],
+                "as_organization": _opt(meta.at[asn, "org"]),
+                "access": _opt(meta.at[asn, "access"]),
                 **r,
             }
         )
