@@ -229,6 +229,11 @@ def _check_value(key: str, value: Any, table: dict[str, Any]) -> str | None:
     if key == "sni":
         if any(c.isspace() or not c.isprintable() for c in value) or not value.isascii():
             return f"sni {value!r} must be printable ASCII without spaces"
+        if value:
+            try:
+                value.encode("idna")  # what TLS will do with it
+            except UnicodeError:
+                return f"sni {value!r} is not a valid host name (an empty or over-long label)"
         url = table.get("url")
         if isinstance(url, str) and urlsplit(url).scheme == "http":
             return "sni is only meaningful for https URLs"

@@ -226,6 +226,8 @@ def test_bad_sni(tmp_path: Path) -> None:
     assert_error(tmp_path / "t.toml", VALID + 'sni = "a b"\n', 6, "without spaces")
     text = VALID.replace("https://", "http://") + 'sni = "twitter.com"\n'
     assert_error(tmp_path / "t.toml", text, 6, "only meaningful for https")
+    for name in (".twitter.com", "a..b", "a" * 64 + ".com"):  # TLS could not send these
+        assert_error(tmp_path / "t.toml", VALID + f'sni = "{name}"\n', 6, "not a valid host")
 
 
 def test_duplicate_name_in_one_file(tmp_path: Path) -> None:

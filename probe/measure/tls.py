@@ -28,6 +28,7 @@ from . import tcp
 from .clock import Clock
 from .failures import (
     EOF_ERROR,
+    SSL_FAILED_HANDSHAKE,
     SSL_INVALID_CERTIFICATE,
     SSL_INVALID_HOSTNAME,
     SSL_UNKNOWN_AUTHORITY,
@@ -110,6 +111,9 @@ def _measure(
     conn: _T | None = None
     try:
         conn = start(context, sock, sni, timeout)
+    except ValueError:  # a name TLS cannot send (UnicodeError from IDNA encoding)
+        record["failure"] = SSL_FAILED_HANDSHAKE
+        sock.close()
     except OSError as exc:
         # With OP_IGNORE_UNEXPECTED_EOF a FIN mid-handshake is a "zero return": an EOF.
         record["failure"] = EOF_ERROR if isinstance(exc, ssl.SSLZeroReturnError) else classify(exc)
