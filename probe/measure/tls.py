@@ -111,14 +111,14 @@ def _measure(
     conn: _T | None = None
     try:
         conn = start(context, sock, sni, timeout)
-    except ValueError:  # a name TLS cannot send (UnicodeError from IDNA encoding)
-        record["failure"] = SSL_FAILED_HANDSHAKE
-        sock.close()
-    except OSError as exc:
+    except OSError as exc:  # (before ValueError: a certificate error is both)
         # With OP_IGNORE_UNEXPECTED_EOF a FIN mid-handshake is a "zero return": an EOF.
         record["failure"] = EOF_ERROR if isinstance(exc, ssl.SSLZeroReturnError) else classify(exc)
         if isinstance(exc, ssl.SSLCertVerificationError):
             record["verify_error"] = f"{exc.verify_message} (verify code {exc.verify_code})"
+        sock.close()
+    except ValueError:  # a name TLS cannot send (UnicodeError from IDNA encoding)
+        record["failure"] = SSL_FAILED_HANDSHAKE
         sock.close()
     record["handshake_ms"] = round((time.monotonic() - started) * 1000, 3)
     record["t"] = clock.now()
