@@ -157,3 +157,10 @@ def test_server_closing_during_handshake(ca_bundle: Path) -> None:
     assert conn is None
     assert record["failure"] in ("eof_error", "connection_reset")
     assert record["handshake_ms"] < 1500  # noticed at once, not by the timeout
+
+
+def test_a_name_tls_cannot_encode_is_a_failed_handshake(good: TestServer,
+                                                         ca_bundle: Path) -> None:
+    record, tls_sock, _ = _handshake(good.port, ".twitter.com", ca_bundle)  # an empty label
+    assert tls_sock is None and record["failure"] == "ssl_failed_handshake"
+    assert record["verified"] is False
