@@ -337,3 +337,43 @@ def test_locate_confidence() -> None:
     failed = {**clean, 2: [ev(2, False), ev(2, None)]}
     level, reasons = _confidence(failed, 3, True, 100.0)
     assert level == "low" and "failed at TTL 2" in reasons[-1]
+
+
+@pytest.mark.parametrize("answer, failure", [(b"", "eof_error"),
+                                             (b"garbage\r\n\r\n", "http_invalid_response")])
+def test_upload_to_a_server_that_never_answers_properly(
+        test_ca: CertificateAuthority, tmp_path: Path, answer: bytes, failure: str) -> None:
+    """It takes the whole body, then closes (or answers nonsense): named, not a timeout."""
+    import socket
+    import threading
+
+    from tests.servers.http_servers import server_context
+
+    issued = test_ca.issue([HOST], out_dir=tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    tls = server_context(issued.cert, issued.key)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with tls.wrap_socket(conn, server_side=True) as s:
+            s.settimeout(10)
+            data = b""
+            while not data.endswith(b"0\r\n\r\n"):
+                piece = s.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            s.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        e = plan(f"https://{HOST}:{listener.getsockname()[1]}", ["upload"])[0]
+        keys = TestKeys()
+        extra = e.run(context(test_ca.cert_path, max_bytes=50_000), keys, Clock(), "m")
+    finally:
+        thread.join(10)
+        listener.close()
+    (t,) = keys.transfers
+    assert (t["failure"], t["stopped_by"]) == (failure, "error")
+    assert extra["failure"] == failure

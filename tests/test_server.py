@@ -11,6 +11,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -179,7 +180,8 @@ def test_bytes_over_https_and_plain_http_on_the_same_port(server, client):
     assert head.headers["content-length"] == "777" and head.content == b""
 
 
-@pytest.mark.parametrize("query", ["", "?n=", "?n=-1", "?n=abc", f"?n={MAX_BYTES + 1}"])
+@pytest.mark.parametrize("query", ["", "?n=", "?n=-1", "?n=abc", f"?n={MAX_BYTES + 1}",
+                                   "?n=%C2%B2", "?n=" + "9" * 5000])
 def test_bytes_rejects_bad_or_too_large_n(server, client, query):
     assert client.get(https(server, "/bytes" + query)).status_code == 400
 
@@ -266,6 +268,8 @@ def test_media_types_bodies_and_keep_alive(server, client):
         ("bytes=0-1,5-6", 200, None),  # multi-range: ignored, whole file
         ("bytes=abc", 200, None),
         ("bytes=9-3", 200, None),
+        (b"bytes=\xb2-", 200, None),  # a latin-1 superscript two is no digit to int()
+        ("bytes=" + "9" * 30 + "-", 200, None),
     ],
 )
 def test_media_single_ranges(server, client, header, status, span):
@@ -409,6 +413,8 @@ def test_non_ascii_sni_is_not_refused(server):
         (b"POST /upload HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         (b"POST /upload HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
         (b"POST /upload HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /upload HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400),  # latin-1 superscript
+        (b"POST /upload HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 400),
         (b"POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
     ],
 )
@@ -578,6 +584,29 @@ def test_client_address_is_logged_only_on_request(tree, tmp_path):
     assert conn["client"] == f"127.0.0.1:{local_port}"
     assert records[-1]["event"] == "stop"
     assert (records[-1]["accepted"], records[-1]["rejected"]) == (1, 0)
+
+
+def test_no_thread_to_spare_refuses_one_connection_and_keeps_serving(
+        tree, tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    with Server(make_config(tree, log)) as srv:
+        port = srv.addresses[0][1]
+        original = threading.Thread.start
+        failed = []
+
+        def start_once_failing(thread):
+            if not failed:
+                failed.append(thread)
+                raise RuntimeError("can't start new thread")
+            return original(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", start_once_failing)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            assert closed_by_server(sock, within=5)
+        monkeypatch.setattr(threading.Thread, "start", original)
+        assert len(httpx.get(f"http://127.0.0.1:{port}/bytes?n=5", timeout=10).content) == 5
+    stop = json.loads(log.read_text().splitlines()[-1])
+    assert failed and (stop["accepted"], stop["rejected"]) == (1, 1)
 
 
 # --- lifecycle -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ import httpcore
 
 from probe.measure import tcpinfo
 from probe.measure.clock import Clock
-from probe.measure.failures import GENERIC_TIMEOUT, classify
+from probe.measure.failures import BAD_RESPONSE, EOF_ERROR, GENERIC_TIMEOUT, classify
 from probe.measure.keys import TestKeys
 from probe.measure.netbackend import MeasuredConnectError, ProbeBackend, ProbeStream
 from probe.measure.transfer import Limits, StopWhen
@@ -34,6 +35,7 @@ CHUNK = 16 * 1024  # one TLS record per write
 MIN_BACKLOG = 32 * 1024  # unacknowledged bytes allowed at any rate
 BACKLOG_SECONDS = 2.0  # ... and up to this many seconds of the recent acknowledged rate
 ANSWER_WAIT_S = 10.0  # after the last chunk: the backlog drains, the server answers
+MAX_ANSWER_BYTES = 1_000_000  # bounds memory against a hostile server
 
 
 @dataclass
@@ -156,8 +158,8 @@ def post(stream: ProbeStream, keys: TestKeys, clock: Clock, url: str, limits: Li
         failure = GENERIC_TIMEOUT if isinstance(exc, httpcore.TimeoutException) else classify(exc)
     acked.tick()
     status, server = _parse(answer)
-    if failure is None and status is None:
-        stopped_by, failure = "error", GENERIC_TIMEOUT
+    if failure is None and status is None:  # closed without an answer, or not HTTP
+        stopped_by, failure = "error", EOF_ERROR if not answer.strip() else BAD_RESPONSE
     t = clock.now()
     keys.network_events.append({"operation": "http_transaction_done", "t": t,
                                 "transfer_id": transfer_id, "failure": failure})
@@ -196,6 +198,8 @@ def _read_answer(stream: ProbeStream, acked: _Acked, limits: Limits) -> bytes:
         if not piece:
             return data
         data += piece
+        if len(data) > MAX_ANSWER_BYTES:  # a server's answer is a small JSON: stop reading
+            return data
         head, sep, body = data.partition(b"\r\n\r\n")
         length = _content_length(head)
         if sep and length is not None and len(body) >= length:
@@ -206,7 +210,8 @@ def _read_answer(stream: ProbeStream, acked: _Acked, limits: Limits) -> bytes:
 def _content_length(head: bytes) -> int | None:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+        if name.strip().lower() == b"content-length" and re.fullmatch(rb"[0-9]{1,19}",
+                                                                     value.strip()):
             return int(value.strip())
     return None
 
@@ -215,7 +220,8 @@ def _parse(answer: bytes) -> tuple[int | None, dict | None]:
     """(status, the server's JSON) of the raw answer; None for what is not there."""
     head, _, body = answer.partition(b"\r\n\r\n")
     fields = head.split(b" ", 2)
-    if not head.startswith(b"HTTP/") or len(fields) < 2 or not fields[1].isdigit():
+    if not head.startswith(b"HTTP/") or len(fields) < 2 or not re.fullmatch(rb"[0-9]{3}",
+                                                                           fields[1]):
         return None, None
     try:
         server = json.loads(body)

@@ -9,6 +9,7 @@ stall after data flowed is still a valid rate measurement: failure stays None.
 
 from __future__ import annotations
 
+import re
 import ssl
 import threading
 import time
@@ -290,7 +291,7 @@ class Session:
         """Consume the body within the bounds; returns (stopped_by, body bytes read)."""
         received = 0
         length = response.headers.get("content-length", "")
-        expected = int(length) if length.isdigit() else None
+        expected = int(length) if re.fullmatch(r"[0-9]{1,19}", length) else None
         for chunk in response.iter_raw():
             received += len(chunk)
             progress.add(len(chunk))

@@ -115,7 +115,12 @@ class Server:
                 for key, _ in selector.select():
                     if key.fileobj is self._wake_r:
                         break
-                    self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
+                    try:
+                        self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
+                    except Exception as exc:  # never stop accepting over one connection
+                        self.log.write({"event": "accept_error", "time": utc_now(),
+                                        "error": f"{type(exc).__name__}: {exc}"[:200]})
+                        time.sleep(_ACCEPT_BACKOFF_S)
         self._close_listeners()
 
     def _accept(self, listener: socket.socket, index: int) -> None:
@@ -136,7 +141,15 @@ class Server:
             conn = Connection(sock, peer, label(*self.addresses[index]), self.shared)
             thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
             self._connections[conn] = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to spare (a thread or PID limit): refuse this one
+            with self._lock:
+                self._connections.pop(conn, None)
+                self.accepted -= 1
+                self.rejected += 1
+            sock.close()
+            time.sleep(_ACCEPT_BACKOFF_S)
 
     def _run(self, conn: Connection) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -81,7 +82,7 @@ class Handlers:
 
     def random_bytes(self, request: Request) -> Response:
         values = parse_qs(request.query).get("n", [])
-        if len(values) != 1 or not values[0].isdigit():
+        if len(values) != 1 or not re.fullmatch(r"[0-9]{1,19}", values[0]):
             raise HttpError(400, "expected /bytes?n=<non-negative integer>", close=False)
         n = int(values[0])
         if n > self.config.max_bytes:

@@ -32,7 +32,7 @@ CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 READ_CHUNK = 256 * 1024
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")  # ASCII digits: int() must parse
 
 
 def _not_found() -> HttpError:
