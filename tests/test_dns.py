@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -407,3 +408,16 @@ def test_records_that_do_not_answer_the_question_are_ignored() -> None:
     record = {"answers": []}
     _describe(only_unrelated, "A", record, [])
     assert record["answers"] == [] and record["failure"] == "dns_no_answer"
+
+
+def test_doh_answer_dripped_a_byte_at_a_time_is_cut_at_a_deadline(
+        test_ca: CertificateAuthority, tmp_path: Path) -> None:
+    """httpx bounds each read; the whole DoH exchange has its own deadline (2x timeout)."""
+    cert = test_ca.issue(["127.0.0.1"], out_dir=tmp_path)
+    with DohServer(TRUTH, cert, drip_s=0.2) as srv:
+        started = time.monotonic()
+        (record,) = measure("pbs.twimg.com", [Resolver("doh", srv.url, 443)], Clock(),
+                            qtypes=("A",), timeout=0.5, ca_bundle=test_ca.cert_path)
+        elapsed = time.monotonic() - started
+    assert record["failure"] == "generic_timeout_error" and record["answers"] == []
+    assert elapsed < 5  # not the ~10 s the drip would take

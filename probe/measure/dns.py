@@ -272,6 +272,9 @@ def _doh(
     )
     wire = query.to_wire()
     headers = {"content-type": "application/dns-message", "accept": "application/dns-message"}
+    # httpx bounds each phase and read; the whole exchange gets a deadline too, so a
+    # server that drips its answer a byte at a time cannot hold the query for long.
+    deadline = time.monotonic() + 2 * timeout
     with httpx.Client(verify=context, timeout=timeout, trust_env=False) as client:
         with client.stream("POST", url, content=wire, headers=headers) as reply:
             if not 200 <= reply.status_code < 300:
@@ -281,6 +284,8 @@ def _doh(
                 body += chunk
                 if len(body) > MAX_DOH_BODY:
                     raise dns.exception.FormError("DoH body larger than a DNS message")
+                if time.monotonic() > deadline:
+                    raise dns.exception.Timeout("DoH answer slower than its deadline")
     response = dns.message.from_wire(body)
     if not query.is_response(response):
         raise dns.query.BadResponse("DoH reply does not match the query")

@@ -33,10 +33,12 @@ class DohServer:
         port: int = 0,
         path: str = "/dns-query",
         silent_hold: float = 10.0,
+        drip_s: float = 0.0,
     ) -> None:
         self.zone = zone if isinstance(zone, Zone) else Zone.from_dict(zone)
         self.path = path
         self.silent_hold = silent_hold  # how long a silent name keeps the client waiting
+        self.drip_s = drip_s  # > 0: answers are sent a byte at a time, this far apart
         self.requests: list[dict] = []  # one log entry per DNS query, for assertions
         self._stopping = threading.Event()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -153,6 +155,14 @@ def _handler(server: DohServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-type", CONTENT_TYPE if status == 200 else "text/plain")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not server.drip_s:
+                self.wfile.write(body)
+                return
+            self.wfile.flush()
+            for i in range(len(body)):  # a slow drip, never past stop()
+                if server._stopping.wait(server.drip_s):
+                    return
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
 
     return Handler
