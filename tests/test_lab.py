@@ -420,3 +420,31 @@ def assert_gone(prefix: str, pids: list[int]) -> None:
     assert prefix not in listed
     assert not list(Path("/etc/netns").glob(f"{prefix}*"))
     assert not [p for p in pids if system.alive(p)]
+
+
+def test_labs_with_overlapping_prefixes_leave_each_other_alone(tmp_path: Path) -> None:
+    """`down` of prefix P removes P's own names only: not `Pr1` of a lab whose prefix is
+    shorter, nor the processes recorded in a folder that another lab's state holds."""
+    base = f"tplo{os.getpid()}-"
+    other = f"{base}r1"  # what a lab with prefix `base` calls its first router
+    system.run(["ip", "netns", "add", other])
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        Lab(tmp_path / "a", f"{base}r").down()  # a prefix that is a prefix of `other`
+        assert other in system.namespaces(base)
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        state = {"prefix": base, "processes": [
+            {"pid": sleeper.pid, "argv": ["sleep", "60"], "name": "x"}]}
+        (shared / "state.json").write_text(json.dumps(state))
+        stranger = Lab(shared, f"tplz{os.getpid()}-")
+        stranger.down()
+        assert sleeper.poll() is None and (shared / "state.json").exists()
+        with pytest.raises(LabError, match="give this one its own --dir"):
+            stranger.up()
+        with pytest.raises(LabError, match="bad namespace prefix"):
+            Lab(tmp_path / "b", "*")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        system.run(["ip", "netns", "del", other], check=False)

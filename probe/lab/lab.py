@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,9 @@ class Lab:
     """One lab instance: a folder (certificates, media, logs, state) and a namespace prefix."""
 
     def __init__(self, dir: Path | str = DEFAULT_DIR, prefix: str = topology.DEFAULT_PREFIX):
-        if not prefix or "/" in prefix:
-            raise ValueError(f"bad namespace prefix {prefix!r}")
+        if not _PREFIX.fullmatch(prefix):
+            raise LabError(f"bad namespace prefix {prefix!r}: use 1-32 letters, digits, "
+                           "'_', '.' or '-', starting with a letter or digit")
         self.dir = Path(dir).resolve()
         self.names = topology.Names(prefix)
         self.state_path = self.dir / "state.json"
@@ -42,15 +44,32 @@ class Lab:
 
     @property
     def state(self) -> dict:
-        """The state file's content ({} when the lab is down)."""
+        """The state file's content ({} when the lab is down, or the folder holds the
+        state of a lab with another prefix: that one is not ours to touch)."""
         try:
-            return json.loads(self.state_path.read_text())
+            state = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return {}
+        if not isinstance(state, dict) or state.get("prefix", self.names.prefix) != \
+                self.names.prefix:
+            return {}
+        return state
+
+    def _foreign_state(self) -> str | None:
+        """The prefix of another lab whose state this folder holds, if any."""
+        try:
+            prefix = json.loads(self.state_path.read_text()).get("prefix")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return prefix if prefix and prefix != self.names.prefix else None
 
     def up(self) -> dict:
         """Build the lab from scratch (removing any previous one with this prefix)."""
         system.check_prerequisites()
+        other = self._foreign_state()
+        if other:
+            raise LabError(f"{self.dir} holds the lab with prefix {other!r}; give this one "
+                           "its own --dir")
         self.down()
         started = time.monotonic()
         try:
@@ -135,7 +154,7 @@ class Lab:
         processes = [
             {**p, "alive": system.alive(p["pid"])} for p in state.get("processes", [])
         ]
-        present = system.namespaces(self.names.prefix)
+        present = self._present()
         return {
             "up": bool(state) and set(self.names.chain) <= set(present),
             "dir": str(self.dir),
@@ -145,19 +164,27 @@ class Lab:
             "scenario": state.get("scenario"),
         }
 
+    def _present(self) -> list[str]:
+        """This lab's namespaces that exist: its exact names, never another lab's that
+        merely start with the same letters (prefix `tpl-r` must not own `tpl-r1`)."""
+        existing = set(system.namespaces(""))
+        return [ns for ns in self.names.chain if ns in existing]
+
     def down(self) -> None:
-        """Remove every namespace, process, rule and /etc/netns entry of the prefix (idempotent)."""
-        prefix = self.names.prefix
-        owned = set(system.namespaces(prefix))
+        """Remove every namespace, process, rule and /etc/netns entry of this lab
+        (idempotent; also after a crash, found by their names)."""
+        owned = self._present()
         pids = [p for ns in owned for p in system.ns_pids(ns)]
-        pids += [p["pid"] for p in self.state.get("processes", []) if _is_ours(p)]
+        state = self.state
+        pids += [p["pid"] for p in state.get("processes", []) if _is_ours(p)]
         system.kill(sorted(set(pids)))
         for ns in owned:
             system.run(["ip", "netns", "del", ns], check=False)
-        for path in system.NETNS_ETC.glob(f"{prefix}*"):
-            shutil.rmtree(path, ignore_errors=True)
-        self.state_path.unlink(missing_ok=True)
-        left = system.namespaces(prefix)
+        for ns in self.names.chain:
+            shutil.rmtree(system.NETNS_ETC / ns, ignore_errors=True)
+        if state:
+            self.state_path.unlink(missing_ok=True)
+        left = self._present()
         if left:
             raise LabError(f"could not remove namespaces: {', '.join(left)}")
 
@@ -356,6 +383,9 @@ class Lab:
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))
         os.replace(tmp, self.state_path)
+
+
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
 def _is_ours(process: dict) -> bool:
