@@ -76,6 +76,21 @@ def test_lock_file_that_cannot_exist_is_a_clear_error(world: dict, tmp_path: Pat
     assert res.returncode == 2 and "cannot create lock file" in res.stderr
 
 
+def test_cron_and_a_terminal_find_the_same_lock(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """Cron sets no XDG_RUNTIME_DIR; the lock must not depend on it (nor live in /tmp)."""
+    from probe.operate.lock import default_path
+
+    monkeypatch.delenv("PROBE_LOCK_FILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    terminal = default_path()
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert default_path() == terminal and terminal.is_relative_to(tmp_path / ".local")
+    with RunLock(), pytest.raises(LockedError):  # created in a folder that did not exist
+        RunLock().acquire()
+
+
 def test_lock_wait_and_release(tmp_path: Path) -> None:
     a, b = RunLock(tmp_path / "l"), RunLock(tmp_path / "l")
     a.acquire()

@@ -20,16 +20,19 @@ class LockedError(Exception):
 
 
 def default_path() -> Path:
-    """`$PROBE_LOCK_FILE`, else a per-user, per-network-namespace file in the runtime dir."""
+    """`$PROBE_LOCK_FILE`, else a per-network-namespace file in the user's home.
+
+    The home folder, because cron and a terminal session must find the same file
+    (cron sets no XDG_RUNTIME_DIR), and because nobody else can create it there
+    first (a guessable name in /tmp can be taken and held by another user).
+    """
     if os.environ.get("PROBE_LOCK_FILE"):
         return Path(os.environ["PROBE_LOCK_FILE"])
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path("/tmp")
     try:
         netns = f"-{os.stat('/proc/self/ns/net').st_ino}"
     except OSError:
         netns = ""
-    return base / f"throttle-probe-{os.getuid()}{netns}.lock"
+    return Path.home() / ".local" / "state" / "throttle-probe" / f"run{netns}.lock"
 
 
 class LockFileError(Exception):
@@ -45,6 +48,7 @@ class RunLock:
 
     def acquire(self, wait: bool = False, timeout: float | None = None) -> None:
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise LockFileError(f"cannot create lock file {self.path}: "
