@@ -149,14 +149,24 @@ class Runner:
             asn=(self.config.network or {}).get("asn"),
             network=self.config.network,
         )
-        self._write_info(folder, info)
+        try:
+            self._write_info(folder, info)
+        except OSError as exc:
+            raise OutputError(f"cannot write {folder / 'run.json'}: "
+                              f"{exc.strerror or exc}") from exc
         plan = [(rep, item) for rep in range(self.config.repeat) for item in self.items]
         log.info("run %s: %d measurements planned, results in %s", run_id, len(plan), folder)
         self.observer("start", len(plan))
         done: list[dict] = []
         write_error: OutputError | None = None
         try:
-            with JsonlWriter(folder / "measurements.jsonl") as writer:
+            try:
+                writer_cm = JsonlWriter(folder / "measurements.jsonl")
+            except OSError as exc:
+                write_error = OutputError(f"cannot create {folder / 'measurements.jsonl'}: "
+                                          f"{exc.strerror or exc}")
+                raise write_error from exc
+            with writer_cm as writer:
                 for rep, item in plan:
                     if self.config.budget.exhausted():
                         self.request_stop("budget")
@@ -197,13 +207,18 @@ class Runner:
                         stop_reason=self.stop_reason, measurements=len(done),
                         planned_measurements=len(plan), bytes_used=self.config.budget.used,
                         budget=self.config.budget.describe())
-            try:
-                csvs.write_all(folder, done)
-                self._write_info(folder, info)
-            except OSError as exc:
-                if write_error is None:  # the first write error is the one to report
-                    raise OutputError(f"cannot write results in {folder}: "
-                                      f"{exc.strerror or exc}") from exc
+            # run.json first and on its own: whatever happens to the CSVs (they can be
+            # rebuilt from the JSONL), the status must say how the run ended.
+            failed: OSError | None = None
+            for write in (lambda: self._write_info(folder, info),
+                          lambda: csvs.write_all(folder, done)):
+                try:
+                    write()
+                except OSError as exc:
+                    failed = failed or exc
+            if failed is not None and write_error is None:  # the first error is the one
+                raise OutputError(f"cannot write results in {folder}: "
+                                  f"{failed.strerror or failed}") from failed
         log.info("run %s %s: %d measurements", run_id, status, len(done))
         return RunResult(folder=folder, run_id=run_id, measurements=done)
 

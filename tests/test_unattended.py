@@ -203,6 +203,35 @@ def test_a_bug_outside_a_measurement_leaves_status_error(tmp_path: Path) -> None
     assert len((runner.folder / "measurements.jsonl").read_text().splitlines()) == 1
 
 
+def test_a_full_disk_still_leaves_run_json_saying_write_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JSONL append and the CSVs fail (ENOSPC); run.json, small, must still be
+    rewritten with the status, not left saying `running`."""
+    import errno
+
+    from probe import targets as targets_mod
+    from probe.results import csvs
+    from probe.results.folder import OutputError
+    from probe.results.jsonl import JsonlWriter
+    from probe.runner import RunConfig, Runner
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    toml = tmp_path / "t.toml"
+    toml.write_text('[[target]]\nname = "a"\nurl = "https://127.0.0.1:1/x"\n'
+                    'family = "twitter"\nkind = "image"\n')
+    monkeypatch.setattr(JsonlWriter, "append", full)
+    monkeypatch.setattr(csvs, "write_all", full)
+    config = RunConfig(target_files=[toml], out=tmp_path / "out", system_resolver=False,
+                       allow_nets=["127.0.0.0/8"])
+    runner = Runner(config, targets_mod.load([toml]))
+    with pytest.raises(OutputError, match="No space left"):
+        runner.run()
+    info = json.loads((runner.folder / "run.json").read_text())
+    assert info["status"] == "write-error" and info["end"] is not None
+
+
 HOSTILE = "".join(f"""
 [[target]]
 name = "{name}"
