@@ -2,8 +2,9 @@
 
 The network is the run's ASN when run.json carries one (`asn`), else its
 `--label`, else "unlabelled": volunteers on the same ISP pool their runs.
-Only Twitter targets of the main experiment count (differential experiments
-answer "why", not "how often"). `share_throttled` is throttled / (ok +
+Only Twitter targets (family `twitter`) of the main experiment count
+(differential experiments answer "why", not "how often"; collateral
+`control-tco` targets answer "what else is hit"). `share_throttled` is throttled / (ok +
 throttled): inconclusive and failed verdicts are counted but not in the share,
 so a day of broken networks does not read as a day without throttling.
 """
@@ -26,7 +27,10 @@ def aggregate(verdict_rows: pd.DataFrame, results: Results) -> pd.DataFrame:
     net = runs["asn"].where(runs["asn"].notna(), runs["label"]).fillna("unlabelled")
     day = runs["start"].dt.strftime("%Y-%m-%d").fillna("unknown")
     meta = pd.DataFrame({"run_id": runs["run_id"], "network": net.astype(str), "day": day})
-    v = verdict_rows[verdict_rows["experiment"] == "target"].merge(meta, on="run_id")
+    meta = meta.drop_duplicates("run_id")  # a run counts once, however often it was given
+    # Twitter targets only: control-tco rows (collateral) answer another question.
+    mine = (verdict_rows["experiment"] == "target") & (verdict_rows["family"] == "twitter")
+    v = verdict_rows[mine].merge(meta, on="run_id")
     rows = []
     for (network, d), g in v.groupby(["network", "day"], sort=True):
         throttled = int((g["verdict"] == "throttled").sum())

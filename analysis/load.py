@@ -57,7 +57,16 @@ def run_folders(paths: Iterable[str | Path]) -> list[Path]:
             found += sorted(c for c in p.iterdir() if c.is_dir() and _is_run(c))
         else:
             raise FileNotFoundError(f"{p}: not a run folder (no run.json or measurements.jsonl)")
-    return list(dict.fromkeys(found))
+    # One run counts once: the same folder by two spellings, or a copy of it (a folder
+    # is named by its run id), would pool its repetitions twice.
+    unique: dict[str, Path] = {}
+    for folder in dict.fromkeys(f.resolve() for f in found):
+        if folder.name in unique:
+            print(f"{folder}: skipped, a copy of run {folder.name} ({unique[folder.name]})",
+                  file=sys.stderr)
+            continue
+        unique[folder.name] = folder
+    return list(unique.values())
 
 
 def _is_run(p: Path) -> bool:

@@ -217,6 +217,23 @@ def test_aggregate_per_network_and_day(tmp_path: Path) -> None:
     assert ("AS8359", "2021-03-10") in agg.index  # the ASN wins over the label
 
 
+def test_a_run_counts_once_and_collateral_targets_are_not_twitter(tmp_path: Path) -> None:
+    import shutil
+
+    specs = pairs(("image",), POLICED, FAST) + [
+        Spec("tco-reddit", "control-tco", "image", "www.reddit.com", FAST, pair="control-image")]
+    folder = write_run(tmp_path / "a", RunSpec(specs, repeat=1))
+    copy = tmp_path / "b" / folder.name  # a volunteer who sent the same run twice
+    shutil.copytree(folder, copy)
+    r = analysis.load([folder, tmp_path / "a" / ".." / "a" / folder.name, copy])
+    assert len(r.runs) == 1
+    v = verdicts(r)
+    assert set(v["target"]) == {"twitter-image", "tco-reddit"}
+    (row,) = aggregate(v, r).to_dict("records")
+    assert (row["runs"], row["targets"], row["throttled"], row["share_throttled"]) == \
+        (1, 1, 1, 1.0)
+
+
 def test_objects_too_small_for_a_rate_are_inconclusive(tmp_path: Path) -> None:
     folder = write_run(tmp_path, RunSpec(pairs(("image",), POLICED, FAST), max_bytes=8 * 1024))
     v = _one(folder)
