@@ -257,7 +257,15 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
             from probe.progress import TerminalProgress
 
             progress = TerminalProgress()
-        runner = Runner(config, loaded, observer=progress or (lambda e, p: None))
+        try:
+            runner = Runner(config, loaded, observer=progress or (lambda e, p: None))
+        except (ValueError, OSError) as exc:  # a bad --server URL or --ca-bundle file
+            import ssl
+
+            if isinstance(exc, ssl.SSLError):
+                _fail(f"error: --ca-bundle {ca_bundle}: not a PEM file of CA certificates "
+                      f"({exc.reason or exc})", EXIT_BAD_INPUT)
+            _fail(f"error: {exc}", EXIT_BAD_INPUT)
         try:
             with _graceful_signals(runner):
                 result = runner.run()

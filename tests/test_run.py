@@ -228,3 +228,18 @@ def test_summary_says_when_every_flow_was_slow() -> None:
     assert slow_network_note(rows(120.0, 9000.0, 8000.0), CONTROL_MIN_KBPS) is None
     assert slow_network_note(rows(None, float("nan")), CONTROL_MIN_KBPS) is None
     assert slow_network_note([], CONTROL_MIN_KBPS) is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--server", "http://measure.test"), "--server must be an https:// URL"),
+    (("--ca-bundle", "CA_TEXT"), "not a PEM file of CA certificates"),
+])
+def test_bad_server_or_ca_bundle_exit_2_and_write_nothing(
+        world: dict, tmp_path: Path, extra: tuple[str, ...], message: str) -> None:
+    text = tmp_path / "ca.txt"
+    text.write_text("not a certificate\n")
+    out = tmp_path / "out"
+    res = run_probe(world, targets(world, BASIC), out,
+                    *[str(text) if a == "CA_TEXT" else a for a in extra])
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()
