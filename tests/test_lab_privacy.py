@@ -98,3 +98,12 @@ def test_bad_asn_database_names_file_and_line(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert f"{db}:2:" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_corrupt_gzip_asn_database_is_a_clear_error(tmp_path: Path) -> None:
+    from probe.operate.netinfo import AsnDb, AsnDbError
+
+    db = tmp_path / "asn.tsv.gz"
+    db.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"\xff" * 64)  # a gzip header, then junk
+    with pytest.raises(AsnDbError, match="cannot read"):
+        AsnDb(db)

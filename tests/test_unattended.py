@@ -350,6 +350,15 @@ def test_consent_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert consent.ensure(True, False, lambda text: 1 / 0) == "on-record"  # never asks again
 
 
+def test_consent_given_with_yes_survives_an_unwritable_state_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PROBE_STATE_DIR", str(blocker / "state"))  # cannot be created
+    assert consent.ensure(False, True, lambda text: 1 / 0) == "yes-flag"
+    assert consent.on_record() is None
+
+
 def test_run_json_records_consent_state(world: dict, tmp_path: Path) -> None:
     env = {**os.environ, "PROBE_STATE_DIR": str(tmp_path / "state"),
            "PROBE_LOCK_FILE": str(tmp_path / "lock")}

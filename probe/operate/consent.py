@@ -11,10 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from probe.operate.state import state_dir
 from probe.results.atomic import write_text
+
+log = logging.getLogger("probe")
 
 TEXT = """\
 throttle-probe measures how your network treats Twitter and comparable sites.
@@ -72,11 +75,20 @@ def ensure(interactive: bool, yes: bool, ask) -> str:
     if on_record():
         return "on-record"
     if yes:
-        record("--yes")
+        _keep("--yes")
         return "yes-flag"
     if not interactive:
         return "not-asked"
     if not ask(TEXT):
         raise ConsentRefused("consent not given; nothing was measured")
-    record("prompt")
+    _keep("prompt")
     return "given-now"
+
+
+def _keep(how: str) -> None:
+    """Record consent; an unwritable state folder costs the record (it will be asked
+    again next time), not the run the person just agreed to."""
+    try:
+        record(how)
+    except OSError as exc:
+        log.warning("cannot record consent in %s: %s", path(), exc.strerror or exc)

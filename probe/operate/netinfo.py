@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import ipaddress
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class AsnDb:
                     if not line.strip() or line.startswith("#"):
                         continue
                     ranges.append(self._parse(line, lineno))
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
+        except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
             raise AsnDbError(f"{self.path}: cannot read: {exc}") from exc
         ranges.sort(key=lambda r: r[0])
         self._starts = [r[0] for r in ranges]
