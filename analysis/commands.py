@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import pandas as pd
@@ -13,6 +14,11 @@ import pandas as pd
 EXIT_BAD_INPUT = 2
 _FOLDERS = click.argument("folders", nargs=-1, required=True,
                           type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 def _load(folders: tuple[Path, ...]):  # -> Results; import kept lazy for start-up time
@@ -86,7 +92,13 @@ def report(folders: tuple[Path, ...], out: Path) -> None:
     CDFs and timelines across runs, each plot explained in a sentence."""
     from .report import write_report
 
-    paths = write_report(_load(folders), out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        _fail(f"{out}: the report name must end in .html (a .md twin goes beside)")
+    results = _load(folders)
+    try:
+        paths = write_report(results, out)
+    except OSError as exc:
+        _fail(f"cannot write the report {out}: {exc.strerror or exc}")
     for p in paths:
         click.echo(str(p))
 
@@ -94,7 +106,7 @@ def report(folders: tuple[Path, ...], out: Path) -> None:
 @click.command()
 @_FOLDERS
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)
+              show_default=True, help="table for people, csv or json for programs.")
 def aggregate(folders: tuple[Path, ...], fmt: str) -> None:
     """Per network (ASN, else run label) and day: runs, share throttled, median throttled rate."""
     from .aggregate import COLUMNS

@@ -77,3 +77,13 @@ def test_report_is_self_contained_with_a_markdown_twin(results: Path, tmp_path: 
     assert all((tmp_path / "site" / name).read_bytes().startswith(b"\x89PNG") for name in linked)
     assert re.search(r"\| twitter-image \| target \| throttled \|", md)
     assert not list((tmp_path / "site").glob(".*"))  # no temp files left behind
+
+
+@pytest.mark.parametrize("name, message", [("report.md", "must end in .html"),
+                                           ("afile/report.html", "cannot write the report")])
+def test_report_output_problems_exit_2(results: Path, tmp_path: Path, name: str,
+                                       message: str) -> None:
+    (tmp_path / "afile").write_text("")  # a file where a folder would have to be
+    res = CliRunner().invoke(report, [str(results), "-o", str(tmp_path / name)])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
