@@ -407,6 +407,7 @@ def rebuild(folders: tuple[Path, ...]) -> None:
         try:
             paths = csvs.rebuild(f)
         except FileNotFoundError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+            _fail(f"error: {exc}", EXIT_BAD_INPUT)
+        except OSError as exc:  # unreadable JSONL, unwritable folder, full disk
+            _fail(f"error: {f}: {exc.strerror or exc}", EXIT_BAD_INPUT)
         click.echo(f"{f}: rebuilt {', '.join(p.name for p in paths)}")

@@ -129,3 +129,14 @@ def test_run_json_has_no_hostname(tmp_path: Path) -> None:
     text = (tmp_path / "run.json").read_text()
     assert socket.gethostname() not in text
     assert json.loads(text)["status"] == "running"
+
+
+def test_rebuild_command_reports_an_unreadable_jsonl(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from probe.cli import main
+
+    (tmp_path / "measurements.jsonl").mkdir()  # not a file: reading it fails
+    res = CliRunner().invoke(main, ["rebuild", str(tmp_path)])
+    assert res.exit_code == 2 and str(tmp_path) in res.output
+    assert isinstance(res.exception, SystemExit)
