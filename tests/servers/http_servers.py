@@ -89,6 +89,8 @@ class TestServer:
         self.stop()
 
     def start(self) -> None:
+        # Here, not in the thread: a stop() right after start() may close it first.
+        self._listener.settimeout(0.2)
         thread = threading.Thread(target=self._accept_loop, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -108,7 +110,6 @@ class TestServer:
             self.seen.sni.append(name)
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(0.2)
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
