@@ -210,6 +210,22 @@ def test_object_that_fits_the_byte_budget_exactly_is_complete(
     assert rec["stopped_by"] == "complete" and rec["bytes"] == 200_000
 
 
+@pytest.mark.parametrize("path, stop_when, stopped_by, failure", [
+    ("/unframed/1000000?kbps=400", lambda s: s[-1][0] > 500, "stable", None),
+    ("/unframed/1000000?kbps=400", None, "max_seconds", None),
+    ("/unframed/0", None, "max_seconds", "generic_timeout_error"),  # headers, then nothing
+])
+def test_our_stop_of_an_unframed_body_is_not_its_end(
+        server: TestServer, keys: TestKeys, ca_bundle: Path, path: str, stop_when,
+        stopped_by: str, failure: str | None) -> None:
+    """Without a Content-Length the body ends at the close, and our own stop closes the
+    connection: that must read as our stop (or a stall), never as `complete`."""
+    with _session(keys, ca_bundle, max_seconds=1.5) as s:
+        rec = s.fetch(server.url(path, NAME), stop_when=stop_when)
+    assert (rec["stopped_by"], rec["failure"]) == (stopped_by, failure), rec["stopped_by"]
+    assert (rec["bytes"] > 0) == (failure is None)
+
+
 def test_stop_when_ends_the_transfer(server: TestServer, keys: TestKeys, ca_bundle: Path) -> None:
     seen: list[list[tuple[float, int]]] = []
 

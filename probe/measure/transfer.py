@@ -217,6 +217,8 @@ class Session:
                 )
             finally:
                 response.close()
+            if stopped_by == "max_seconds" and progress.bytes == 0:
+                failure = GENERIC_TIMEOUT  # nothing arrived: no rate to report
         except (httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
             stopped_by, failure = _outcome(exc, progress)
         finally:
@@ -304,7 +306,9 @@ class Session:
             if progress.past_deadline():
                 progress.stop("max_seconds")
                 return "max_seconds", received
-        return "complete", received
+        # A body without a length ends at the connection's close, and our own stop
+        # closes it: the end is ours, not the object's.
+        return progress.stop_reason or "complete", received
 
     def _sample(self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None,
                 wire_start: dict[str, int]) -> None:

@@ -12,6 +12,8 @@ Each path is a behaviour, so one server covers a whole test module:
   /echo                    200 with the request's Host header as the body
   /hugeheaders             a status line, then header lines without end (16 MB at most)
   /drip                    the response trickles in, one byte every 100 ms
+  /unframed/N?kbps=R       no Content-Length (the body ends at the close): N bytes at R
+                           kbit/s, then close; N = 0: the headers, then silence
   /alert?after=K           K body bytes, then a fatal TLS alert in clear text, then close
   /upload (POST)           reads the body, answers with its length
   /video.mp4               a 1 MB object honouring `Range: bytes=a-b` (206)
@@ -190,6 +192,14 @@ class TestServer:
                 if self._stop.is_set():
                     break
                 sock.sendall(line)
+            return False
+        elif path.startswith("/unframed/"):
+            n = int(path.rsplit("/", 1)[1])
+            sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nServer: probe-test\r\n\r\n")
+            if n == 0:
+                self._stop.wait(60)
+            else:
+                self._send_paced(sock, n, float(query.get("kbps", "200")) * 1000 / 8)
             return False
         elif path == "/drip":
             for byte in _head(200, 1000) + bytes(1000):
