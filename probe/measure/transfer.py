@@ -64,8 +64,8 @@ class _Progress:
         self.done = threading.Event()
 
     def add(self, n: int) -> None:
-        now = time.monotonic()
-        with self.lock:
+        with self.lock:  # the clock inside: samples stay in time order with the sampler's
+            now = time.monotonic()
             self.bytes += n
             self.last_byte = now
             self.samples.append([_ms(now - (self.started or now)), self.bytes])
@@ -229,7 +229,10 @@ class Session:
         end = progress.stream
         wire_end = end.final_tcp_info() if end is not None else None
         if wire_end and progress.started is not None:
-            final = {"t_ms": _ms(ended - progress.started), **tcpinfo.summary(wire_end),
+            # A tick in flight when we stopped may be later than `ended`: keep time order.
+            last = progress.tcp_info[-1]["t_ms"] if progress.tcp_info else 0.0
+            final = {"t_ms": max(_ms(ended - progress.started), last),
+                     **tcpinfo.summary(wire_end),
                      "wire_bytes": _wire_bytes(wire_start, wire_end)}
             progress.tcp_info.append(final)
         if progress.started is not None:
