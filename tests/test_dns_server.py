@@ -298,3 +298,25 @@ def test_doh_rejects_bad_requests(doh, test_ca):
                            headers={"content-type": "text/plain"}).status_code == 415
         assert client.get(doh.url).status_code == 400
         assert client.get(doh.url, params={"dns": "AAAA"}).status_code == 400  # not a message
+
+
+def test_tcp_length_prefix_split_across_segments(server):
+    """RFC 7766 allows the two length bytes to arrive apart (here 0.5 s apart)."""
+    import socket
+    import struct
+    import time
+
+    import dns.message
+
+    wire = dns.message.make_query("pbs.twimg.com", "A").to_wire()
+    framed = struct.pack("!H", len(wire)) + wire
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(framed[:1])
+        time.sleep(0.5)
+        s.sendall(framed[1:])
+        length = struct.unpack("!H", s.recv(2))[0]
+        body = b""
+        while len(body) < length:
+            body += s.recv(length - len(body))
+    assert dns.message.from_wire(body).answer

@@ -333,18 +333,21 @@ class DnsServer:
         with conn:
             while not self._stop.is_set() and idle < TCP_IDLE_TIMEOUT:
                 try:
-                    header = _recv_exact(conn, 2)
+                    first = conn.recv(1)  # wait in short polls only for a message to begin
                 except TimeoutError:
                     idle += POLL
                     continue
                 except OSError:
                     return
-                if header is None:
+                if not first:
                     return
                 idle = 0.0
-                conn.settimeout(TCP_IDLE_TIMEOUT)
+                conn.settimeout(TCP_IDLE_TIMEOUT)  # the rest may come in later segments
                 try:
-                    wire = _recv_exact(conn, struct.unpack("!H", header)[0])
+                    rest = _recv_exact(conn, 1)
+                    if rest is None:
+                        return
+                    wire = _recv_exact(conn, struct.unpack("!H", first + rest)[0])
                 except OSError:
                     return
                 conn.settimeout(POLL)
