@@ -586,6 +586,41 @@ def test_client_address_is_logged_only_on_request(tree, tmp_path):
     assert (records[-1]["accepted"], records[-1]["rejected"]) == (1, 0)
 
 
+def test_one_client_cannot_take_every_slot(tree, tmp_path):
+    with Server(make_config(tree, tmp_path / "log.jsonl", max_connections_per_client=2)) as srv:
+        port = srv.addresses[0][1]
+        held = []
+        try:
+            for _ in range(2):
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(b"GET /meta HTTP/1.1\r\nHost: x\r\n\r\n")
+                read_response(sock)
+                held.append(sock)
+            with socket.create_connection(("127.0.0.1", port)) as third:
+                assert closed_by_server(third, within=2)
+            # another address still gets in
+            with socket.create_connection(("127.0.0.1", port),
+                                          source_address=("127.0.0.2", 0)) as other:
+                other.sendall(b"GET /meta HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert read_response(other)[0] == 200
+            held.pop().close()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the slot comes back once it is closed
+                with socket.create_connection(("127.0.0.1", port)) as again:
+                    again.sendall(b"GET /meta HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    try:
+                        if read_response(again)[0] == 200:
+                            break
+                    except (OSError, ValueError):
+                        pass
+                time.sleep(0.05)
+            else:
+                pytest.fail("the client's slot did not come back")
+        finally:
+            for sock in held:
+                sock.close()
+
+
 def test_no_thread_to_spare_refuses_one_connection_and_keeps_serving(
         tree, tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"

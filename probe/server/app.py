@@ -49,6 +49,7 @@ class Server:
         self.rejected = 0
         self._listeners: list[socket.socket] = []
         self._connections: dict[Connection, threading.Thread] = {}
+        self._per_client: dict[str, int] = {}  # open connections per client IP
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread: threading.Thread | None = None
@@ -132,31 +133,44 @@ class Server:
             time.sleep(_ACCEPT_BACKOFF_S)
             return
         sock.setblocking(True)
+        host = peer[0]
         with self._lock:
-            if len(self._connections) >= self.config.max_connections:
+            if (len(self._connections) >= self.config.max_connections
+                    or self._per_client.get(host, 0) >= self.config.max_connections_per_client):
                 self.rejected += 1
                 sock.close()
                 return
             self.accepted += 1
+            self._per_client[host] = self._per_client.get(host, 0) + 1
             conn = Connection(sock, peer, label(*self.addresses[index]), self.shared)
-            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            thread = threading.Thread(target=self._run, args=(conn, host), daemon=True)
             self._connections[conn] = thread
         try:
             thread.start()
         except RuntimeError:  # no thread to spare (a thread or PID limit): refuse this one
             with self._lock:
                 self._connections.pop(conn, None)
+                self._release(host)
                 self.accepted -= 1
                 self.rejected += 1
             sock.close()
             time.sleep(_ACCEPT_BACKOFF_S)
 
-    def _run(self, conn: Connection) -> None:
+    def _run(self, conn: Connection, host: str) -> None:
         try:
             conn.run()
         finally:
             with self._lock:
                 self._connections.pop(conn, None)
+                self._release(host)
+
+    def _release(self, host: str) -> None:
+        """One connection of `host` fewer (caller holds the lock)."""
+        left = self._per_client.get(host, 0) - 1
+        if left > 0:
+            self._per_client[host] = left
+        else:
+            self._per_client.pop(host, None)
 
     def _close_listeners(self) -> None:
         for sock in self._listeners:

@@ -40,6 +40,10 @@ def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
               help="Also log client IP:port (off by default to protect volunteers).")
 @click.option("--max-connections", type=click.IntRange(1), default=_defaults.max_connections,
               show_default=True, help="Concurrent connections; extra ones are closed at once.")
+@click.option("--max-connections-per-client", type=click.IntRange(1),
+              default=_defaults.max_connections_per_client, show_default=True,
+              help="Concurrent connections from one IP address; so one host cannot take "
+                   "every slot (a probe needs one or two).")
 @click.option("--idle-timeout", type=click.FloatRange(0.1), default=_defaults.idle_timeout,
               show_default=True, help="Seconds without progress before a connection is closed.")
 @click.option("--header-timeout", type=click.FloatRange(0.1), default=_defaults.header_timeout,
@@ -57,6 +61,7 @@ def serve(
     log: Path | None,
     log_client_address: bool,
     max_connections: int,
+    max_connections_per_client: int,
     idle_timeout: float,
     header_timeout: float,
     max_upload_bytes: int,
@@ -68,6 +73,7 @@ def serve(
     config = ServerConfig(
         listen=listen, cert=cert, key=key, cert_dir=cert_dir, media=media, log=log,
         log_client_address=log_client_address, max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
         idle_timeout=idle_timeout, header_timeout=header_timeout,
         max_upload_bytes=max_upload_bytes, max_bytes=max_bytes,
     )

@@ -20,6 +20,7 @@ class ServerConfig:
     log: Path | None = None  # None: JSON lines go to stderr
     log_client_address: bool = False
     max_connections: int = 256
+    max_connections_per_client: int = 16  # one host must not take every slot
     idle_timeout: float = 30.0  # seconds without progress (between requests, or mid-body)
     header_timeout: float = 10.0  # whole request head (and TLS handshake) must arrive in this
     max_upload_bytes: int = 64 * 1024 * 1024
