@@ -467,38 +467,62 @@ def _controls_for(subject: list[_Rep], pair: str | None, run: list[_Rep]) -> lis
     return same_dir or chosen
 
 
-def _trigger(target_rate: float, run: list[_Rep], seed: int) -> tuple[str, str]:
-    """(trigger, reason) of a throttled target from the run's sni and split experiments."""
+def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
+             seed: int) -> tuple[str, str]:
+    """(trigger, reason) of a throttled target from the run's `sni` experiment.
+
+    Each Twitter name the experiment sent to the neutral server is judged on its own
+    against the neutral and no-SNI variants. A name slow there (steady, significant)
+    means the device reads the name: `sni`. `ip` needs the target's own name to have
+    been fast there: a sibling name proves nothing about an exact-name rule. A `split`
+    ClientHello alone (no `sni` rows) cannot tell the name from the address.
+    """
     def ok(r: _Rep) -> bool:
         return r.stage == "ok" and r.rate is not None and r.direction == "down"
 
     sni = [r for r in run if r.experiment == "sni" and ok(r)]
-    twitter = [r for r in sni if is_twitter_name(r.sni)]
     neutral = [r for r in sni if not is_twitter_name(r.sni)]
+    names: dict[str, list[_Rep]] = {}
+    for r in sni:
+        if is_twitter_name(r.sni):
+            names.setdefault(str(r.sni).lower(), []).append(r)
     split = [r for r in run if r.experiment == "split" and ok(r)]
-    if twitter and neutral:
-        c = _compare(twitter, neutral, seed)
-        if c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX:
-            extra = ""
-            if split and np.median([r.rate for r in split]) >= OK_RATIO * c.control:
-                extra = "; a split ClientHello evades it"
-            return "sni", (f"a Twitter SNI to a neutral server was slow ({c.rate:.0f} vs "
-                           f"{c.control:.0f} kbit/s for a neutral or no SNI){extra}")
+    if not names or not neutral:
+        if split:
+            return "unknown", ("a split ClientHello alone (no sni experiment) cannot tell the "
+                               "name from the destination")
+        return "unknown", "no SNI experiment in this run"
+    slow, fast = [], []
+    for name, reps in sorted(names.items()):
+        c = _compare(reps, neutral, seed)
+        if (c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
+                and any(r.steady for r in reps)):
+            slow.append((name, c))
         # Unthrottled flows differ a lot among themselves on fast paths (CPU-bound in
         # a lab), so "as fast as neutral" is judged against the throttled rate too.
-        if c.ratio >= OK_RATIO or (c.ratio > THROTTLED_RATIO
-                                   and c.rate >= target_rate / THROTTLED_RATIO):
-            return "ip", (f"a Twitter SNI to a neutral server was fast ({c.rate:.0f} kbit/s, "
-                          f"{c.control:.0f} for a neutral SNI) while the target ran at "
-                          f"{target_rate:.0f}: the destination, not the name, is slowed")
-        return "unknown", "the SNI experiment was not clear-cut"
-    if split:
-        rate = float(np.median([r.rate for r in split]))
-        if rate >= target_rate / THROTTLED_RATIO:
-            return "sni", (f"the same name in a split ClientHello ran at {rate:.0f} kbit/s: "
-                           "the device reads the ClientHello")
-        return "unknown", "a split ClientHello was slow too"
-    return "unknown", "no SNI experiment in this run"
+        elif c.ratio >= OK_RATIO or (c.ratio > THROTTLED_RATIO
+                                     and c.rate >= target_rate / THROTTLED_RATIO):
+            fast.append((name, c))
+    own = (target_name or "").lower()
+    mine_slow = [x for x in slow if x[0] == own]
+    mine_fast = [x for x in fast if x[0] == own]
+    if mine_slow or (slow and not mine_fast):
+        name, c = (mine_slow or slow)[0]
+        extra = ""
+        if split and np.median([r.rate for r in split]) >= OK_RATIO * c.control:
+            extra = "; a split ClientHello evades it"
+        return "sni", (f"the Twitter SNI {name} to a neutral server was slow ({c.rate:.0f} vs "
+                       f"{c.control:.0f} kbit/s for a neutral or no SNI){extra}")
+    if mine_fast:
+        name, c = mine_fast[0]
+        return "ip", (f"its own name {name} sent to a neutral server was fast ({c.rate:.0f} "
+                      f"kbit/s, {c.control:.0f} for a neutral SNI) while the target ran at "
+                      f"{target_rate:.0f}: the destination, not the name, is slowed")
+    if fast:
+        tested = ", ".join(n for n, _ in fast)
+        return "unknown", (f"Twitter names sent to a neutral server were fast ({tested}), "
+                           f"but this target's name ({own or '?'}) was not among them")
+    return "unknown", "the SNI experiment was not clear-cut"
 
 
 def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
@@ -524,7 +548,7 @@ def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
         v.run_id = run_id
         if v.verdict == "throttled":
             if experiment == "target":
-                v.trigger, why = _trigger(v.rate_kbps or 0.0, reps, seed)
+                v.trigger, why = _trigger(subject[0].sni, v.rate_kbps or 0.0, reps, seed)
             else:
                 v.trigger, why = "sni", "only the Twitter name differs from its baseline"
             v.explanation = v.explanation.rstrip(".") + f"; trigger {v.trigger}: {why}."

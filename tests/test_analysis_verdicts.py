@@ -350,3 +350,42 @@ def test_a_small_error_answer_says_what_it_was(status: int, verdict: str, words:
         r.status = status
     v = judge(subject, _controls())
     assert v.verdict == verdict and words in v.explanation, v
+
+
+def _variant(i: int, sni: str, rate: float, experiment: str = "sni",
+             steady: bool = True) -> _Rep:
+    family = "twitter" if sni.endswith(("twimg.com", "twitter.com")) else "control"
+    return _Rep(f"e{i}", f"{experiment}-{sni or 'none'}", family, "image", "measure.test", sni,
+                experiment, "down", "ok", rate, np.full(12, rate), None, True, steady)
+
+
+def _sni_run(**rates: float) -> list[_Rep]:
+    """An sni experiment: each Twitter name at its rate, neutral and no SNI fast."""
+    names = {"pbs": "pbs.twimg.com", "twitter": "twitter.com"}
+    reps = [_variant(i, names[k], r) for i, (k, r) in enumerate(rates.items())]
+    return reps + [_variant(8, "measure.test", 10_000.0), _variant(9, "", 10_000.0)]
+
+
+def test_trigger_judges_each_twitter_name_on_its_own() -> None:
+    from analysis.verdicts import _trigger
+
+    # a device for *.twimg.com only: pbs slow, twitter.com fast; the pooled median hid it
+    trigger, why = _trigger("pbs.twimg.com", 130.0, _sni_run(pbs=130.0, twitter=10_000.0), 0)
+    assert trigger == "sni" and "pbs.twimg.com" in why
+    # the target's own name fast to a neutral server: its address is slowed
+    assert _trigger("pbs.twimg.com", 130.0, _sni_run(pbs=10_000.0, twitter=9_000.0), 0)[0] \
+        == "ip"
+    # t.co slowed by a substring rule; the tested names are fast but t.co was not tested
+    trigger, why = _trigger("t.co", 130.0, _sni_run(pbs=10_000.0, twitter=9_000.0), 0)
+    assert trigger == "unknown" and "not among them" in why
+
+
+def test_trigger_needs_the_sni_experiment_and_steady_evidence() -> None:
+    from analysis.verdicts import _trigger
+
+    split_only = [_variant(1, "pbs.twimg.com", 10_000.0, experiment="split")]
+    assert _trigger("pbs.twimg.com", 130.0, split_only, 0)[0] == "unknown"
+    # sub-second variants 2.5x apart are noise between fast flows, not a slow name
+    noisy = [_variant(1, "pbs.twimg.com", 42_500.0, steady=False),
+             _variant(8, "measure.test", 105_000.0, steady=False)]
+    assert _trigger("pbs.twimg.com", 130.0, noisy, 0)[0] != "sni"
