@@ -329,7 +329,7 @@ def test_locate_confidence() -> None:
 
     clean = {2: [ev(2, False), ev(2, False)], 3: [ev(3, True), ev(3, True)], 4: [ev(4, True)]}
     assert _confidence(clean, 3, True, 100.0)[0] == "high"
-    assert _confidence(clean, 3, True, 3.0)[0] == "medium"  # levels only 3x apart
+    assert _confidence(clean, 3, True, 6.0)[0] == "medium"  # levels only 6x apart
     assert _confidence(clean, 3, False, 100.0)[0] == "low"  # the boundary moved
     noisy = {**clean, 1: [ev(1, True)]}  # a slow flow before the hop
     level, reasons = _confidence(noisy, 3, True, 100.0)
@@ -377,3 +377,31 @@ def test_upload_to_a_server_that_never_answers_properly(
     (t,) = keys.transfers
     assert (t["failure"], t["stopped_by"]) == (failure, "error")
     assert extra["failure"] == failure
+
+
+@pytest.mark.parametrize("residual, hop, confidence", [(False, 3, "high"), (True, None, "none")])
+def test_locate_checks_a_flow_without_trigger_after_the_search(
+        monkeypatch: pytest.MonkeyPatch, residual: bool, hop: int | None,
+        confidence: str) -> None:
+    """A device at hop 3. With `residual`, every flow after the first trigger is slow
+    (state kept per client): the search alone would walk down to hop 1, sure of it."""
+    from types import SimpleNamespace
+
+    from probe.experiments import locate
+
+    triggered = []
+
+    def measure_flow(setup: object, k: int | None) -> locate.Evidence:
+        if k is not None:
+            triggered.append(k)
+        slow = (k is not None and k >= 3) or (residual and bool(triggered))
+        return locate.Evidence(k, 100.0 if slow else 50_000.0, 1000, 1.0)
+
+    monkeypatch.setattr(locate, "measure_flow", measure_flow)
+    setup = SimpleNamespace(server=SimpleNamespace(url="https://measure.test"),
+                            address="198.51.100.80")
+    result = locate._search(setup, "pbs.twimg.com", 4, [])
+    assert (result.hop, result.confidence) == (hop, confidence), result.reasons
+    assert result.baseline_after is not None and result.baseline_after.ttl is None
+    if residual:
+        assert any("not tied to where the trigger expired" in r for r in result.reasons)

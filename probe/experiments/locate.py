@@ -35,7 +35,7 @@ ICMP_TIME_EXCEEDED = 11
 # baseline / reference rate below which there is no throttling to locate: two
 # unthrottled flows on a busy host differ by up to ~2x, a 2021-style policer by 10x+.
 SEPARATION_MIN = 5.0
-SEPARATION_HIGH = 4.0
+SEPARATION_HIGH = 10.0  # high confidence: the two levels at least this far apart
 TRIGGER_SETTLE_S = 0.2  # time for the trigger to reach its hop (and the ICMP to return)
 
 
@@ -71,6 +71,7 @@ class Location:
     reference: Evidence | None
     evidence: list[Evidence] = field(default_factory=list)
     traceroute: list[Hop] = field(default_factory=list)
+    baseline_after: Evidence | None = None  # no trigger again, after the search
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -319,9 +320,23 @@ def _search(setup: Setup, sni: str, last_router: int, hops: list[Hop]) -> Locati
     # Measure both sides of the boundary once more: the confidence rests on agreement.
     confirmed = slow(hop) and (hop == 1 or not slow(hop - 1))
     result.evidence = [ev for k in sorted(seen) for ev in seen[k]]
+    # Without a trigger the flow must still be fast now: else everything slowed down
+    # after the first trigger (state kept per client or server, or the path itself),
+    # and the search only followed that into hop 1.
+    after = measure_flow(setup, None)
+    after.throttled = None if after.rate_kbps is None else after.rate_kbps < threshold
+    result.baseline_after = after
+    if after.throttled is not False:
+        result.reasons.append(
+            "a flow without a trigger was slow too after the search" if after.throttled
+            else "the flow without a trigger after the search failed")
+        result.reasons.append("the slowdown is not tied to where the trigger expired "
+                              "(state kept after a trigger, or the whole path slowed)")
+        return result
     result.hop = hop
     result.address = _router(hop, seen, hops)
     result.confidence, result.reasons = _confidence(seen, hop, confirmed, separation)
+    result.reasons.append("a flow without a trigger was still fast after the search")
     return result
 
 
