@@ -74,7 +74,7 @@ def daily_share_figure(summary: dict[str, Any]) -> bytes:
                 ms=3,
                 lw=1,
                 color=color,
-                label=f"AS{r['asn']} {r['as_organization'][:28]}",
+                label=f"AS{r['asn']} {(r['as_organization'] or '(no name)')[:28]}",
             )
             for c in summary["changes"]:
                 if c["asn"] == r["asn"]:
@@ -96,6 +96,8 @@ def overall_figure(summary: dict[str, Any]) -> bytes:
     fig = Figure(figsize=(10, 4.2))
     ax = fig.subplots()
     for rule, style in (("page", "-"), ("ours", "--")):
+        if not summary["rules"][rule]["per_day"]:
+            continue  # no Russian visits under this rule: nothing to draw
         days = pd.DataFrame(summary["rules"][rule]["per_day"])
         dates = pd.to_datetime(days["date"])
         for access, color in (("mobile", "C3"), ("landline", "C0")):
@@ -127,7 +129,13 @@ def overall_figure(summary: dict[str, Any]) -> bytes:
 
 
 def tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) of every table, shared by the HTML and Markdown writers."""
+    """(title, header, rows) of every table, shared by the HTML and Markdown writers;
+    every cell a string (an AS without a name or access class shows as "-")."""
+    return [(title, header, [["-" if c is None else str(c) for c in row] for row in rows])
+            for title, header, rows in _tables(summary)]
+
+
+def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
     rule = summary["primary_rule"]
     overall_rows = []
     for name, r in summary["rules"].items():

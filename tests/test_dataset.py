@@ -141,6 +141,20 @@ def test_an_as_without_an_organisation_name_is_summarised(tmp_path: Path) -> Non
     assert row["as_organization"] is None and row["measurements"] == 3
 
 
+@pytest.mark.parametrize("rows", [
+    [_row("2021-05-01 10:00:00", 110, 3000, asn="64500", org="", org_id="")] * 12,
+    [_row("2021-05-01 10:00:00", 110, 3000, asn="3320", country="DE", org="DTAG",
+          org_id="ORG-DT1-RIPE")] * 3,  # no Russian visit at all
+], ids=["as-without-name", "no-russian-rows"])
+def test_report_of_odd_datasets(tmp_path: Path, rows: list[str]) -> None:
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(analyze, ["dataset", "russia-twitter-throttle",
+                                          str(_dataset(tmp_path / "d", {"2021-05/01.csv": rows})),
+                                          "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "<table>" in out.read_text() and out.with_suffix(".md").is_file()
+
+
 # ------------------------------------------------------------------ malformed input
 
 
