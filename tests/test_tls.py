@@ -164,3 +164,11 @@ def test_a_name_tls_cannot_encode_is_a_failed_handshake(good: TestServer,
     record, tls_sock, _ = _handshake(good.port, ".twitter.com", ca_bundle)  # an empty label
     assert tls_sock is None and record["failure"] == "ssl_failed_handshake"
     assert record["verified"] is False
+
+
+def test_lab_ca_issues_for_a_name_longer_than_a_common_name_holds(
+        test_ca: CertificateAuthority, ca_bundle: Path, tmp_path: Path) -> None:
+    long_name = "a" * 63 + ".example"  # 71 characters: no Common Name can hold it
+    with _server(test_ca, tmp_path, [long_name]) as server:
+        record, tls_sock, _ = _handshake(server.port, long_name, ca_bundle)
+    assert record["failure"] is None and record["verified"] is True

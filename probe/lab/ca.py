@@ -92,15 +92,19 @@ class CertificateAuthority:
                 sans.append(x509.DNSName(n))
         now = _now()
         start = now + dt.timedelta(days=not_before_days)
+        # A Common Name holds at most 64 characters; clients match the SANs anyway. Without
+        # a subject, RFC 5280 wants the SAN extension critical.
+        short = len(names[0]) <= 64
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if short else [])
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .subject_name(subject)
             .issuer_name(self._cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=not short)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
