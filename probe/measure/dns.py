@@ -33,7 +33,14 @@ import dns.rdatatype
 import httpx
 
 from .clock import Clock
-from .failures import GENERIC_TIMEOUT, classify
+from .failures import (
+    DNS_NO_ANSWER,
+    DNS_NXDOMAIN,
+    DNS_REFUSED,
+    DNS_SERVFAIL,
+    GENERIC_TIMEOUT,
+    classify,
+)
 
 EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 MAX_DOH_BODY = 65535  # the largest DNS message
@@ -42,12 +49,12 @@ MAXNS = 3  # glibc reads at most three nameservers from resolv.conf
 
 _RCODE_FAILURES = {
     "NOERROR": None,
-    "NXDOMAIN": "dns_nxdomain_error",
-    "REFUSED": "dns_refused_error",
-    "SERVFAIL": "dns_servfail_error",
+    "NXDOMAIN": DNS_NXDOMAIN,
+    "REFUSED": DNS_REFUSED,
+    "SERVFAIL": DNS_SERVFAIL,
 }
 MISBEHAVING = "dns_server_misbehaving"  # other rcodes, malformed or mismatched replies
-NO_ANSWER = "dns_no_answer"
+NO_ANSWER = DNS_NO_ANSWER
 HTTP_FAILED = "http_request_failed"  # the DoH server answered with a non-2xx status
 
 
