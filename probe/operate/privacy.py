@@ -31,9 +31,15 @@ _IPV6_TOKEN = re.compile(
 
 def local_addresses() -> set[str]:
     """Every non-loopback IPv4/IPv6 address configured on this host's interfaces."""
-    found = _primary_ipv4() | _local_ipv4_from_fib() | _ipv6()
-    return {a for a in found if not ipaddress.ip_address(a).is_loopback
-            and not ipaddress.ip_address(a).is_unspecified}
+    found: set[str] = set()
+    for text in _primary_ipv4() | _local_ipv4_from_fib() | _ipv6():
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:  # a line of /proc we did not understand
+            continue
+        if not (ip.is_loopback or ip.is_unspecified):
+            found.add(text)
+    return found
 
 
 def _primary_ipv4() -> set[str]:
@@ -69,7 +75,7 @@ def _local_ipv4_from_fib(path: Path = Path("/proc/net/fib_trie")) -> set[str]:
             last = text[4:]
         elif last and text.startswith("/32 host LOCAL"):
             found.add(last)
-    return {a for a in found if _is_ip(a)}
+    return found
 
 
 def _ipv6(path: Path = Path("/proc/net/if_inet6")) -> set[str]:
@@ -82,33 +88,30 @@ def _ipv6(path: Path = Path("/proc/net/if_inet6")) -> set[str]:
     return found
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 class Scrubber:
     """Replaces given addresses wherever they occur as a whole address in a record,
     and `home` (a folder path) by `~`."""
 
     def __init__(self, addresses: set[str], home: str | None = None) -> None:
-        self.home = home if home and home.strip("/") else None
+        home = home if home and home.strip("/") else None
+        # A path that starts with the home folder, not the same letters inside a URL.
+        self._home = (re.compile(rf"(?<![\w./:~-]){re.escape(home.rstrip('/'))}"
+                                 rf"(?=/|$|[^\w.-])") if home else None)
         self.addresses: set[str] = set()
+        self._v6: set[ipaddress.IPv6Address] = set()
+        self._v4: re.Pattern[str] | None = None
         self.add(addresses)
 
     def add(self, addresses: set[str]) -> None:
-        """Scrub these addresses too (from now on)."""
+        """Scrub these addresses too (from now on); called before every measurement,
+        so nothing is rebuilt unless an address is new."""
+        if set(addresses) <= self.addresses:
+            return
         self.addresses |= set(addresses)
         v4 = sorted((a for a in self.addresses if ":" not in a), key=len, reverse=True)
         self._v6 = {ipaddress.IPv6Address(a) for a in self.addresses if ":" in a}
         parts = [rf"(?<![0-9.]){re.escape(a)}(?![0-9])(?!\.[0-9])" for a in v4]
         self._v4 = re.compile("|".join(parts)) if parts else None
-        # A path that starts with the home folder, not the same letters inside a URL.
-        self._home = (re.compile(rf"(?<![\w./:~-]){re.escape(self.home.rstrip('/'))}"
-                                 rf"(?=/|$|[^\w.-])") if self.home else None)
 
     def _v6_token(self, m: re.Match[str]) -> str:
         token = m.group(0)
