@@ -46,22 +46,21 @@ class Lab:
     def state(self) -> dict:
         """The state file's content ({} when the lab is down, or the folder holds the
         state of a lab with another prefix: that one is not ours to touch)."""
+        state = self._stored()
+        return state if state.get("prefix", self.names.prefix) == self.names.prefix else {}
+
+    def _foreign_state(self) -> str | None:
+        """The prefix of another lab whose state this folder holds, if any."""
+        prefix = self._stored().get("prefix")
+        return prefix if prefix and prefix != self.names.prefix else None
+
+    def _stored(self) -> dict:
+        """The folder's state.json, whichever lab wrote it ({} if none or unreadable)."""
         try:
             state = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return {}
-        if not isinstance(state, dict) or state.get("prefix", self.names.prefix) != \
-                self.names.prefix:
-            return {}
-        return state
-
-    def _foreign_state(self) -> str | None:
-        """The prefix of another lab whose state this folder holds, if any."""
-        try:
-            prefix = json.loads(self.state_path.read_text()).get("prefix")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return prefix if prefix and prefix != self.names.prefix else None
+        return state if isinstance(state, dict) else {}
 
     def up(self) -> dict:
         """Build the lab from scratch (removing any previous one with this prefix)."""
