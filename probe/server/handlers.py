@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -18,7 +17,7 @@ from probe import __version__
 
 from . import media
 from .config import ServerConfig
-from .http import BodyStats, HttpError, Request, Response
+from .http import DECIMAL, BodyStats, HttpError, Request, Response
 
 POOL_SIZE = 4 * 1024 * 1024
 SERVER = f"probe-server/{__version__}"
@@ -82,7 +81,7 @@ class Handlers:
 
     def random_bytes(self, request: Request) -> Response:
         values = parse_qs(request.query).get("n", [])
-        if len(values) != 1 or not re.fullmatch(r"[0-9]{1,19}", values[0]):
+        if len(values) != 1 or not DECIMAL.fullmatch(values[0]):
             raise HttpError(400, "expected /bytes?n=<non-negative integer>", close=False)
         n = int(values[0])
         if n > self.config.max_bytes:

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from .stream import PeerClosed, Stream
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DECIMAL = re.compile(r"[0-9]{1,19}")  # ASCII digits, at most 19 (int() parses; < 2**63)
+DECIMAL = re.compile(r"[0-9]{1,19}")  # ASCII digits, at most 19 (int() parses; < 2**63)
 _CHUNK_LINE_MAX = 1024
 
 
@@ -181,7 +181,7 @@ def _framing(request: Request, lengths: set[str]) -> None:
             raise HttpError(501, "only chunked transfer coding is accepted")
         request.chunked = True
     elif lengths:
-        if len(lengths) != 1 or not _DECIMAL.fullmatch(next(iter(lengths))):
+        if len(lengths) != 1 or not DECIMAL.fullmatch(next(iter(lengths))):
             raise HttpError(400, "invalid Content-Length")
         request.content_length = int(next(iter(lengths)))
 
