@@ -217,8 +217,8 @@ class Session:
                 )
             finally:
                 response.close()
-            if stopped_by == "max_seconds" and progress.bytes == 0:
-                failure = GENERIC_TIMEOUT  # nothing arrived: no rate to report
+            if stopped_by == progress.stop_reason:
+                stopped_by, failure = _stopped(progress)
         except (httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
             stopped_by, failure = _outcome(exc, progress)
         finally:
@@ -361,12 +361,17 @@ class Session:
             return False
 
 
+def _stopped(progress: _Progress) -> tuple[str, str | None]:
+    """(stopped_by, failure) of a transfer our own stop ended, however the read saw it."""
+    if progress.stop_reason == "max_seconds" and progress.bytes == 0:
+        return "max_seconds", GENERIC_TIMEOUT  # nothing arrived: no rate to report
+    return str(progress.stop_reason), None
+
+
 def _outcome(exc: BaseException, progress: _Progress) -> tuple[str, str | None]:
     """(stopped_by, failure) for an exception that ended the transfer."""
     if progress.stop_reason is not None:
-        if progress.stop_reason == "max_seconds" and progress.bytes == 0:
-            return "max_seconds", GENERIC_TIMEOUT  # nothing arrived: no rate to report
-        return progress.stop_reason, None
+        return _stopped(progress)
     if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
         return "timeout", (None if progress.bytes > 0 else GENERIC_TIMEOUT)
     cause: BaseException | None = exc
