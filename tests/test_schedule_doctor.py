@@ -167,7 +167,7 @@ def test_systemd_units_run_the_same_command_at_any_period(
                                      "--out", str(out), "--log-file", str(tmp_path / "p.log"),
                                      "--", "--repeat", "2"]).output
     command = cron.split(" ", 5)[5].split(" >/dev/null")[0]
-    assert "100\\%" in command  # cron would cut the line at a bare %
+    assert "%" not in command.replace("\\%", "")  # cron would cut the line at a bare %
     assert shlex.split(command.replace("\\%", "%")) == argv  # as cron hands it to sh
 
 

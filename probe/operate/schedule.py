@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,29 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 class ScheduleError(Exception):
     """A request we cannot turn into a schedule, or a crontab we cannot use."""
+
+
+# Control characters (a newline would start a second crontab entry or unit-file line),
+# line and paragraph separators (Python's splitlines() cuts there) and lone surrogates
+# (undecodable bytes that cannot be written as text).
+_UNSAFE_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
+
+
+def refuse_control(name: str, value: str) -> None:
+    """Raise if `value` holds a character a crontab line or a unit file cannot carry."""
+    bad = next((c for c in value if unicodedata.category(c) in _UNSAFE_CATEGORIES), None)
+    if bad is not None:
+        raise ScheduleError(f"{name} contains the control character {bad!r}; "
+                            "a scheduled command cannot hold it")
+
+
+def cron_quote(arg: str) -> str:
+    """One shell word as a crontab line must hold it: cron ends the command at a bare %
+    (the rest becomes its stdin) and turns \\% into %, so each % is written as \\% outside
+    the shell quotes, where no backslash of the argument can come right before it."""
+    if not arg:
+        return "''"
+    return "\\%".join(shlex.quote(part) if part else "" for part in arg.split("%"))
 
 
 def parse_duration(text: str) -> int:
@@ -88,14 +112,27 @@ class Plan:
                             ("--monthly-budget-mb", self.monthly_budget_mb)):
             if value:
                 args += [flag, f"{value:g}"]
-        return args + list(self.extra_args)
+        args += self.extra_args
+        for i, arg in enumerate(args):
+            refuse_control(_option_of(args, i), arg)
+        return args
 
     def line(self) -> str:
         """The crontab line."""
-        # cron turns an unescaped % into a newline (stdin for the command): escape it.
-        command = " ".join(shlex.quote(a) for a in self.argv()).replace("%", "\\%")
+        command = " ".join(cron_quote(a) for a in self.argv())
         # Output goes to the log file; cron would otherwise mail it.
         return f"{cron_times(self.every_s, self.minute)} {command} >/dev/null 2>&1 {MARKER}"
+
+
+def _option_of(args: list[str], i: int) -> str:
+    """How to name args[i] in an error: its option (`--label`), or its position."""
+    if i == 0:
+        return "the Python interpreter's path"
+    if args[i].startswith("--"):
+        return args[i].partition("=")[0]
+    if args[i - 1].startswith("--"):
+        return args[i - 1]
+    return "an argument for `probe run`"
 
 
 def has_cron() -> bool:
@@ -115,7 +152,8 @@ def read_crontab() -> list[str]:
         if "no crontab" in res.stderr.lower():
             return []
         raise ScheduleError(f"crontab -l failed: {res.stderr.strip()}")
-    return res.stdout.splitlines()
+    # cron ends an entry at a newline only (splitlines() would also cut at U+2028 and others).
+    return res.stdout.rstrip("\n").split("\n") if res.stdout else []
 
 
 def write_crontab(lines: list[str]) -> None:

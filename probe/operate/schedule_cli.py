@@ -58,6 +58,7 @@ def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
 
     Consent must be on record (from a first `probe run` at a terminal, or --yes
     here), because nobody will be asked when cron or systemd runs the probe.
+    Arguments holding control characters (a newline, ESC, ...) are refused.
     """
     plan = schedule.Plan(
         every=every, jitter=jitter, budget_mb=budget_mb, daily_budget_mb=daily_budget_mb,
