@@ -74,10 +74,28 @@ def up(lab: Lab) -> None:
               help="Also shape all traffic to KBPS each way at the access router (hop 1, or "
                    "the last hop when --hop is 1): a network of that speed, so a throttle can "
                    "be set relative to it.")
+@click.option("--burst", "burst_kb", type=click.FloatRange(min=0), metavar="KB",
+              help=f"police: token bucket depth [default: {scenarios.DEFAULT_BURST_KB:g}].")
+@click.option("--buffer-ms", "buffer_ms", type=click.FloatRange(min=0), metavar="MS",
+              help="shape, shape-deep, shared, late: the shaper's queue in ms at the rate "
+                   "[default: " + ", ".join(f"{k} {v:g}" for k, v in
+                                            scenarios.DEFAULT_BUFFER_MS.items()) + "].")
+@click.option("--after-kb", "after_kb", type=click.FloatRange(min=0), metavar="KB",
+              help="late: bytes of a flow (both directions) that pass at full speed "
+                   f"[default: {scenarios.DEFAULT_AFTER_KB:g}].")
+@click.option("--loss", "loss_pct", type=click.FloatRange(0, 100), metavar="PCT",
+              help=f"lossy: random loss per packet [default: {scenarios.DEFAULT_LOSS_PCT:g}].")
 @_lab_options
-def scenario(lab: Lab, name: str, rate: float, hop: int, link_rate: float | None) -> None:
-    """Set the interference at router --hop, replacing the previous scenario."""
-    state = lab.scenario(name, rate_kbps=rate, hop=hop, link_kbps=link_rate)
+def scenario(lab: Lab, name: str, rate: float, hop: int, link_rate: float | None,
+             burst_kb: float | None, buffer_ms: float | None, after_kb: float | None,
+             loss_pct: float | None) -> None:
+    """Set the interference at router --hop, replacing the previous scenario.
+
+    The throttler zoo (police, shape, shape-deep, shared, late) acts on TLS flows whose
+    ClientHello names Twitter; lossy drops packets of every flow at random."""
+    tuning = scenarios.Tuning(burst_kb=burst_kb, buffer_ms=buffer_ms, after_kb=after_kb,
+                    loss_pct=loss_pct)
+    state = lab.scenario(name, rate_kbps=rate, hop=hop, link_kbps=link_rate, tuning=tuning)
     click.echo(f"scenario {_describe(state['scenario'], routers=True)}")
 
 
@@ -87,6 +105,9 @@ def _describe(s: dict, routers: bool = False) -> str:
     if s["name"] != "clean":
         out += f" at hop {s['hop']}" + (f" ({s['router']})" if routers else "")
     out += f", {s['rate_kbps']:g} kbps" if s.get("rate_kbps") else ""
+    units = {"burst_kb": "KB burst", "buffer_ms": "ms buffer", "after_kb": "KB free",
+             "loss_pct": "% loss"}
+    out += "".join(f", {s[k]:g} {u}" for k, u in units.items() if s.get(k) is not None)
     if s.get("link_kbps"):
         out += f"; link {s['link_kbps']:g} kbps at hop {s['link_hop']}"
     return out

@@ -88,10 +88,12 @@ class Lab:
     def scenario(
         self, name: str, rate_kbps: float = scenarios.DEFAULT_RATE_KBPS,
         hop: int = scenarios.DEFAULT_HOP, link_kbps: float | None = None,
+        tuning: scenarios.Tuning | None = None,
     ) -> dict:
         """Replace the active interference with scenario `name` at router `hop`; with
         `link_kbps`, also shape all traffic at the access router (scenarios.link_hop),
-        so a throttle can be set relative to the network's own speed."""
+        so a throttle can be set relative to the network's own speed. `tuning` sets the
+        zoo's knobs (burst, buffer, late start, loss)."""
         state = self._require_up()
         if name not in scenarios.SCENARIOS:
             raise LabError(f"unknown scenario {name!r}; known: {', '.join(scenarios.SCENARIOS)}")
@@ -101,12 +103,17 @@ class Lab:
             raise LabError(f"--rate must be positive, got {rate_kbps}")
         if link_kbps is not None and not link_kbps > 0:
             raise LabError(f"--link-rate must be positive, got {link_kbps}")
+        tuning = tuning or scenarios.Tuning()
+        knobs = tuning.resolved(name)
+        for knob, value in knobs.items():
+            if not value >= 0 or (knob == "loss_pct" and value > 100):
+                raise LabError(f"{knob} out of range: {value}")
         self._clear_scenario(state)
         router = self.names.router(hop)
         west = topology.router_addresses(hop)["west"]
         link_hop = scenarios.link_hop(hop)
         try:
-            self._apply(state, scenarios.plan(name, rate_kbps, west), router, west)
+            self._apply(state, scenarios.plan(name, rate_kbps, west, tuning), router, west)
             if link_kbps is not None:
                 system.ns_run(self.names.router(link_hop), ["tc", "-batch", "-"],
                               input="\n".join(scenarios.link(link_kbps)) + "\n")
@@ -116,7 +123,8 @@ class Lab:
         state["scenario"] = (
             {"name": "clean", "rate_kbps": None, "hop": None} if name == "clean"
             else {"name": name, "hop": hop, "router": router, "router_address": west,
-                  "rate_kbps": float(rate_kbps) if name in scenarios.RATE_SCENARIOS else None}
+                  "rate_kbps": float(rate_kbps) if name in scenarios.RATE_SCENARIOS else None,
+                  **knobs}
         )
         if link_kbps is not None:
             state["scenario"].update(link_kbps=float(link_kbps), link_hop=link_hop,

@@ -35,12 +35,20 @@ from dataclasses import dataclass, field
 
 from . import topology
 
+ZOO = ("police", "shape", "shape-deep", "shared", "late", "lossy")
 SCENARIOS = (
     "clean", "sni-throttle", "collateral", "ip-throttle", "upload-throttle", "congestion",
-    "rst-block", "blackhole", "dns-poison", "tls-mitm",
+    "rst-block", "blackhole", "dns-poison", "tls-mitm", *ZOO,
 )
-RATE_SCENARIOS = ("sni-throttle", "collateral", "ip-throttle", "upload-throttle", "congestion")
+RATE_SCENARIOS = ("sni-throttle", "collateral", "ip-throttle", "upload-throttle", "congestion",
+                  "police", "shape", "shape-deep", "shared", "late")
 DEFAULT_RATE_KBPS = 130.0
+DEFAULT_BURST_KB = 16.0  # police: token bucket depth (the 2021 device let ~16 KB through)
+DEFAULT_BUFFER_MS = {"shape": 1000.0, "shape-deep": 10_000.0, "shared": 1000.0,
+                     "late": 1000.0}  # queue of a shaper, in time at its rate
+DEFAULT_AFTER_KB = 100.0  # late: bytes of a flow (both directions) that pass before the throttle
+DEFAULT_LOSS_PCT = 2.0  # lossy: random loss on every packet, each direction
+FLOW_SLOTS = 8  # per-flow shapers: marked flows take HTB classes round-robin
 DEFAULT_HOP = 2
 INSPECT_PACKETS = 16  # the device looks at the first packets of a flow only
 POLICE_QUEUE_PACKETS = 3
@@ -56,6 +64,7 @@ CLIENT_HELLO = (
 )
 NON_TLS_PACKET_BYTES = 141  # IP packet length: ~100 payload bytes after 40 bytes of headers
 THROTTLED_CLASS = "1:10"
+SLOT_MARK = 0x40  # + k: a marked flow holding per-flow shaper k
 
 
 @dataclass
@@ -66,6 +75,30 @@ class Plan:
     tc: list[str] = field(default_factory=list)  # `tc -batch` lines
     poison_dns: bool = False  # run a poisoning DNS server on the router's west address
     mitm: bool = False  # run a foreign-CA TLS server on the router's west address
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The zoo's knobs; None takes the scenario's default."""
+
+    burst_kb: float | None = None  # police: token bucket depth
+    buffer_ms: float | None = None  # shape, shape-deep, shared, late: queue in time at the rate
+    after_kb: float | None = None  # late: bytes of a flow that pass before the throttle
+    loss_pct: float | None = None  # lossy: random loss per packet
+
+    def resolved(self, name: str) -> dict[str, float]:
+        """The knobs scenario `name` uses, defaults filled in (for the state file)."""
+        out: dict[str, float] = {}
+        if name == "police":
+            out["burst_kb"] = self.burst_kb if self.burst_kb is not None else DEFAULT_BURST_KB
+        if name in DEFAULT_BUFFER_MS:
+            out["buffer_ms"] = (self.buffer_ms if self.buffer_ms is not None
+                                else DEFAULT_BUFFER_MS[name])
+        if name == "late":
+            out["after_kb"] = self.after_kb if self.after_kb is not None else DEFAULT_AFTER_KB
+        if name == "lossy":
+            out["loss_pct"] = self.loss_pct if self.loss_pct is not None else DEFAULT_LOSS_PCT
+        return out
 
 
 def hex_sni(name: str) -> str:
@@ -109,25 +142,62 @@ def ruleset(mangle: list[str] = (), filter_: list[str] = (), nat: list[str] = ()
     return "\n".join(out) + "\n"
 
 
-def htb(dev: str, rate_kbps: float, default: str, queue: str) -> list[str]:
-    """An HTB root on `dev`: class 1:1 unlimited, class 1:10 at the rate with `queue`."""
+def htb(dev: str, rate_kbps: float, default: str, queue: str,
+        classes: tuple[str, ...] = (THROTTLED_CLASS,)) -> list[str]:
+    """An HTB root on `dev`: class 1:1 unlimited, each of `classes` at the rate with `queue`."""
     burst = max(1600, int(rate_kbps * 1000 / 8 * 0.02))  # ~20 ms of tokens
-    return [
+    lines = [
         f"qdisc replace dev {dev} root handle 1: htb default {default} r2q 1",
         f"class add dev {dev} parent 1: classid 1:1 htb rate 10gbit",
-        f"class add dev {dev} parent 1: classid {THROTTLED_CLASS} htb rate {rate_kbps}kbit "
-        f"ceil {rate_kbps}kbit burst {burst} cburst {burst}",
-        f"qdisc add dev {dev} parent {THROTTLED_CLASS} handle 10: {queue}",
     ]
+    for n, cls in enumerate(classes):
+        lines += [
+            f"class add dev {dev} parent 1: classid {cls} htb rate {rate_kbps}kbit "
+            f"ceil {rate_kbps}kbit burst {burst} cburst {burst}",
+            f"qdisc add dev {dev} parent {cls} handle {0x10 + n:x}: {queue}",
+        ]
+    return lines
 
 
 def police(dev: str, rate_kbps: float, default: str = "1") -> list[str]:
     return htb(dev, rate_kbps, default, f"pfifo limit {POLICE_QUEUE_PACKETS}")
 
 
-def shape(dev: str, rate_kbps: float) -> list[str]:
-    depth = max(30_000, int(rate_kbps * 1000 / 8))  # one second of queue
-    return htb(dev, rate_kbps, "10", f"bfifo limit {depth}")
+def buffer_bytes(rate_kbps: float, buffer_ms: float) -> int:
+    """A queue holding `buffer_ms` of traffic at the rate (at least two full packets)."""
+    return max(3000, int(rate_kbps * 1000 / 8 * buffer_ms / 1000))
+
+
+def shape(dev: str, rate_kbps: float, buffer_ms: float = 1000.0,
+          classes: tuple[str, ...] | None = None) -> list[str]:
+    """A shaper: excess is queued (bfifo of `buffer_ms`), dropped only when the queue is full.
+    Without `classes` it shapes everything (the default class); with them, those classes."""
+    limit = buffer_bytes(rate_kbps, buffer_ms)
+    if classes is None:  # a whole link: deep enough for a fast flow's window
+        return htb(dev, rate_kbps, "10", f"bfifo limit {max(30_000, limit)}")
+    return htb(dev, rate_kbps, "1", f"bfifo limit {limit}", classes)
+
+
+def slot_class(k: int) -> str:
+    return f"1:{SLOT_MARK + k:x}"
+
+
+def flow_slot_rules(only: str = "") -> tuple[list[str], list[str]]:
+    """(PREROUTING, POSTROUTING) rules giving each marked flow a shaper of its own: a newly
+    marked flow takes the next of FLOW_SLOTS connmarks round-robin (statistic nth), and
+    its packets are CLASSIFYed into that slot's HTB class. `only` adds a match to the
+    CLASSIFY rules (e.g. connbytes for a throttle that starts late)."""
+    pre = [
+        f"-A PREROUTING -m connmark --mark {MARK} -m statistic --mode nth "
+        f"--every {FLOW_SLOTS - k} --packet 0 -j CONNMARK --set-mark {SLOT_MARK + k:#x}"
+        for k in range(FLOW_SLOTS)
+    ]
+    post = [
+        f"-A POSTROUTING -m connmark --mark {SLOT_MARK + k:#x} {only}"
+        f"-j CLASSIFY --set-class {slot_class(k)}"
+        for k in range(FLOW_SLOTS)
+    ]
+    return pre, post
 
 
 def link_hop(hop: int) -> int:
@@ -141,8 +211,46 @@ def link(rate_kbps: float) -> list[str]:
     return shape("west", rate_kbps) + shape("east", rate_kbps)
 
 
-def plan(name: str, rate_kbps: float, router_west: str) -> Plan:
+def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
+    """A throttler of the zoo on flows whose ClientHello names Twitter, each direction apart.
+
+    police: per-flow token bucket (hashlimit on the 5-tuple), excess dropped, no queue.
+    shape / shape-deep: a per-flow HTB class with a bfifo of buffer_ms (tail drop when full).
+    shared: one HTB class for every marked flow (per subscriber). late: the per-flow shaper
+    only once the flow has moved after_kb (connbytes). lossy: random loss on everything.
+    """
+    knobs = tuning.resolved(name)
+    marks = sni_mark_rules(twitter_patterns())
+    if name == "lossy":
+        drop = (f"-A FORWARD -m statistic --mode random --probability "
+                f"{knobs['loss_pct'] / 100:.4f} -j DROP")
+        return Plan(ruleset(filter_=[drop]))
+    if name == "police":
+        rate_bytes = int(rate_kbps * 1000 / 8)
+        burst = max(1600, int(knobs["burst_kb"] * 1000))
+        drop = (f"-A FORWARD -m connmark --mark {MARK} -m hashlimit --hashlimit-above "
+                f"{rate_bytes}b/s --hashlimit-burst {burst}b --hashlimit-mode "
+                "srcip,srcport,dstip,dstport --hashlimit-name police -j DROP")
+        return Plan(ruleset(mangle=marks, filter_=[drop]))
+    buffer_ms = knobs["buffer_ms"]
+    if name == "shared":
+        classify = (f"-A POSTROUTING -m connmark --mark {MARK} "
+                    f"-j CLASSIFY --set-class {THROTTLED_CLASS}")
+        tc = [line for dev in ("west", "east")
+              for line in shape(dev, rate_kbps, buffer_ms, (THROTTLED_CLASS,))]
+        return Plan(ruleset(mangle=[*marks, classify]), tc)
+    after = (f"-m connbytes --connbytes {int(knobs['after_kb'] * 1000)}: --connbytes-dir both "
+             "--connbytes-mode bytes ") if name == "late" else ""
+    pre, post = flow_slot_rules(after)
+    slots = tuple(slot_class(k) for k in range(FLOW_SLOTS))
+    tc = [line for dev in ("west", "east") for line in shape(dev, rate_kbps, buffer_ms, slots)]
+    return Plan(ruleset(mangle=[*marks, *pre, *post]), tc)
+
+
+def plan(name: str, rate_kbps: float, router_west: str, tuning: Tuning | None = None) -> Plan:
     """The kernel configuration of scenario `name` for a router whose west address is given."""
+    if name in ZOO:
+        return zoo_plan(name, rate_kbps, tuning or Tuning())
     classify = f"-A POSTROUTING -m connmark --mark {MARK} -j CLASSIFY --set-class {THROTTLED_CLASS}"
     both = police("west", rate_kbps) + police("east", rate_kbps)
     if name == "clean":
