@@ -171,7 +171,9 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
               help="Accept the explanation of what is measured and its risk (asked once at "
                    "a terminal otherwise).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also log to this file, rotated at 1 MB (5 kept); for scheduled runs.")
+              help="Also log to this file, rotated at 1 MB (5 kept); for scheduled runs. "
+                   "Lines are in UTC and scrubbed like the results; keep the file out of "
+                   "the results folder you share.")
 @click.option("--verbose", "-v", is_flag=True, help="Log each step to stderr.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress or summary (for cron); still prints the result folder.")
@@ -354,13 +356,18 @@ def _fail(message: str, status: int) -> NoReturn:
 
 
 def _setup_logging(verbose: bool, log_file: Path | None) -> None:
-    """--verbose: steps to stderr; --log-file: the same, rotated, for unattended runs."""
+    """--verbose: steps to stderr; --log-file: the same, rotated, for unattended runs;
+    both in UTC and scrubbed like the results."""
     import logging
     from logging.handlers import RotatingFileHandler
 
+    from probe.operate.privacy import LogFormatter, Scrubber, local_addresses
+
     logger = logging.getLogger("probe")
     logger.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    if not (verbose or log_file):
+        return
+    fmt = LogFormatter(Scrubber(local_addresses(), home=str(Path.home())))
     if verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(fmt)

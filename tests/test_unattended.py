@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -380,6 +381,28 @@ def test_log_file_and_verbose(world: dict, tmp_path: Path) -> None:
     text = log.read_text()
     assert "measurements planned" in text and "slow-tw: ok" in text and "complete" in text
     assert "slow-ctl: ok" in res.stderr  # --verbose: the same steps on stderr
+
+
+def test_log_lines_are_in_utc_and_do_not_name_the_home_folder(world: dict,
+                                                              tmp_path: Path) -> None:
+    home = tmp_path / "home" / "volunteer"
+    out, log = home / "results", home / "logs" / "probe.log"
+    body = SLOW.replace("/slow/100000?kbps=400", "/bytes/1000")
+    env = {**os.environ, "TZ": "Asia/Kolkata", "HOME": str(home),  # UTC+05:30
+           "PROBE_LOCK_FILE": str(tmp_path / ".lock"), "PROBE_STATE_DIR": str(tmp_path / "st")}
+    res = run_probe(world, targets(world, body), out, "--quiet", "--verbose",
+                    "--log-file", str(log), env=env)
+    assert res.returncode == 0, res.stderr
+    run_id = Path(res.stdout.strip()).name
+    for text in (log.read_text(), res.stderr):
+        assert str(home) not in text and "volunteer" not in text
+        assert "results in ~/results/" in text
+        stamps = [line.split(" ", 1)[0] for line in text.splitlines() if " INFO " in line]
+        assert stamps and all(s.endswith("Z") for s in stamps)
+        # the first line is written within a few seconds of the run id (UTC), not 5.5 h off
+        first = dt.datetime.fromisoformat(stamps[0].replace("Z", "+00:00"))
+        started = dt.datetime.strptime(run_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+        assert abs((first - started).total_seconds()) < 60, (stamps[0], run_id)
 
 
 def test_second_signal_stops_at_once_and_keeps_valid_results(world: dict,

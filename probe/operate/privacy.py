@@ -7,13 +7,16 @@ this machine's interfaces (loopback aside), in any of its spellings, is
 replaced by `[scrubbed]`; the home folder in a path (which names the user)
 becomes `~`. The runner asks for the addresses again before each measurement,
 so one that appears during a long run (a new IPv6 temporary address, another
-Wi-Fi) is scrubbed from then on.
+Wi-Fi) is scrubbed from then on. Log lines are scrubbed the same way, and dated
+in UTC: local time next to the UTC run id would tell the volunteer's time zone.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import ipaddress
+import logging
 import re
 import socket
 import struct
@@ -139,3 +142,19 @@ class Scrubber:
         if isinstance(obj, list | tuple):
             return [self.record(v) for v in obj]
         return obj
+
+
+class LogFormatter(logging.Formatter):
+    """`TIME LEVEL message` with TIME in UTC (ISO 8601, ms, `Z`), the whole line scrubbed:
+    a log file travels with the results, and says nothing they may not say."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self.scrubber = scrubber
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.scrubber.text(super().format(record))
