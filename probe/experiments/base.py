@@ -31,17 +31,19 @@ class Server:
     url: str
     host: str
     port: int
+    prefix: str = ""  # the URL's path: a server run with --path-prefix serves under it
 
     @classmethod
     def parse(cls, url: str) -> Server:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"--server must be an https:// URL with a host, not {url!r}")
-        return cls(url=url, host=parts.hostname.lower(), port=parts.port or 443)
+        return cls(url=url, host=parts.hostname.lower(), port=parts.port or 443,
+                   prefix=parts.path.rstrip("/"))
 
     def url_for(self, path: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.port}{path}"
+        return f"https://{host}:{self.port}{self.prefix}{path}"
 
     @property
     def neutral_name(self) -> str:

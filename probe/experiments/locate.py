@@ -264,8 +264,8 @@ def locate(server_url: str, sni: str = "pbs.twimg.com", ca_bundle: Path | None =
             raise LocateError(f"traceroute did not reach {address}:{server.port} within "
                               f"{max_hops} hops; a trigger could reach the server")
         last_router = hops[-1].ttl - 1
-        setup = Setup(server, address, f"/bytes?n={max_bytes}", tls.make_context(ca_bundle),
-                      client_hello(sni), seconds, injector, icmp)
+        setup = Setup(server, address, f"{server.prefix}/bytes?n={max_bytes}",
+                      tls.make_context(ca_bundle), client_hello(sni), seconds, injector, icmp)
         return _search(setup, sni, last_router, hops)
     finally:
         injector.close()

@@ -74,6 +74,7 @@ class Server:
                 "time": utc_now(),
                 "version": __version__,
                 "listen": [label(h, p) for h, p in self.addresses],
+                "path_prefix": self.config.path_prefix,
                 "certificate_sha256": self.certificates.fingerprint,
                 "self_signed": self.certificates.generated,
                 "sni_names": sorted(self.certificates.by_name),

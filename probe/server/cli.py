@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .app import Server
-from .config import ServerConfig, label, parse_listen
+from .config import ServerConfig, label, parse_listen, parse_path_prefix
 
 _defaults = ServerConfig()
 
@@ -18,6 +18,13 @@ _defaults = ServerConfig()
 def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list:
     try:
         return [parse_listen(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return parse_path_prefix(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -52,6 +59,10 @@ def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
               show_default=True, help="Largest request body accepted (413 beyond).")
 @click.option("--max-bytes", type=click.IntRange(0), default=_defaults.max_bytes,
               show_default=True, help="Largest n accepted by /bytes?n=.")
+@click.option("--path-prefix", default="", callback=_prefix, metavar="/PREFIX",
+              help="Serve the endpoints under this path (e.g. /x7k2: /x7k2/bytes, ...); "
+                   "every other path is a 404. Probes then use --server "
+                   "https://HOST/x7k2. Default: none.")
 def serve(
     listen: list[tuple[str, int]],
     cert: Path | None,
@@ -66,8 +77,11 @@ def serve(
     header_timeout: float,
     max_upload_bytes: int,
     max_bytes: int,
+    path_prefix: str,
 ) -> None:
-    """Serve /bytes, /media, /upload and /meta for probes, accepting any SNI."""
+    """Serve /bytes, /media, /upload and /meta for probes, accepting any SNI.
+
+    Nothing else answers (`/` is a 404) and no response names the server."""
     if key is not None and cert is None:
         raise click.UsageError("--key needs --cert")
     config = ServerConfig(
@@ -75,7 +89,7 @@ def serve(
         log_client_address=log_client_address, max_connections=max_connections,
         max_connections_per_client=max_connections_per_client,
         idle_timeout=idle_timeout, header_timeout=header_timeout,
-        max_upload_bytes=max_upload_bytes, max_bytes=max_bytes,
+        max_upload_bytes=max_upload_bytes, max_bytes=max_bytes, path_prefix=path_prefix,
     )
     server = Server(config)
     stop = threading.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class ServerConfig:
     max_headers: int = 100
     max_requests_per_connection: int = 10_000
     max_logged_paths: int = 100
+    # "" or "/secret": the measurement endpoints live under it; every other path is a 404.
+    path_prefix: str = ""
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -39,6 +42,19 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
+
+
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def parse_path_prefix(text: str) -> str:
+    """`/x7k2` (or `x7k2/`) to `/x7k2`; "" or "/" for none. Unreserved URL characters
+    only, so a client can put it into a URL as it is."""
+    prefix = "/" + text.strip("/") if text.strip("/") else ""
+    if prefix and not _PREFIX.fullmatch(prefix):
+        raise ValueError(f"a path prefix holds letters, digits and . _ ~ - between "
+                         f"slashes, not {text!r}")
+    return prefix
 
 
 def label(host: str, port: int) -> str:

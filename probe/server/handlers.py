@@ -1,7 +1,10 @@
-"""The endpoints: /bytes, /media/<path>, /upload, /meta.
+"""The endpoints: /bytes, /media/<path>, /upload, /meta (under --path-prefix, if any).
 
 Each handler turns a parsed request (its body already sunk and timed) into a
 Response; measurement numbers are computed here so /upload and the log agree.
+Nothing else answers: `/` and every other path are a plain 404, and no response
+names the server (no `Server` header), so a scan of the address finds a web
+server and nothing that says what it is for.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from .config import ServerConfig
 from .http import DECIMAL, BodyStats, HttpError, Request, Response
 
 POOL_SIZE = 4 * 1024 * 1024
-SERVER = f"probe-server/{__version__}"
 
 
 class ConnectionView(Protocol):
@@ -51,7 +53,10 @@ class Handlers:
         self.pool = memoryview(os.urandom(POOL_SIZE))
 
     def handle(self, request: Request, body: BodyStats, conn: ConnectionView) -> Response:
-        path = request.path
+        prefix = self.config.path_prefix
+        if not request.path.startswith(prefix + "/"):
+            raise HttpError(404, "not found", close=False)
+        path = request.path[len(prefix):]
         if path == "/bytes":
             _allow(request, "GET", "HEAD")
             response = self.random_bytes(request)
@@ -69,14 +74,8 @@ class Handlers:
             _allow(request, "GET", "HEAD")
             meta = {"version": __version__, "server_time": utc_now(), "connection": conn.snapshot()}
             response = _json(meta)
-        elif path == "/":
-            _allow(request, "GET", "HEAD")
-            text = b"probe measurement server: /bytes?n=N /media/<path> /upload /meta\n"
-            headers = [("Content-Type", "text/plain; charset=utf-8")]
-            response = Response(200, headers, text, len(text))
         else:
             raise HttpError(404, "not found", close=False)
-        response.headers.append(("Server", SERVER))
         return response
 
     def random_bytes(self, request: Request) -> Response:

@@ -253,6 +253,8 @@ def response_head(response: Response, keep_alive: bool) -> bytes:
 
 
 def error_response(error: HttpError) -> Response:
-    body = (error.reason + "\n").encode()
+    """The status and its standard phrase only: our own reasons would tell what the
+    server is (and its option names) to anyone who sends a malformed request."""
+    body = f"{error.status} {HTTPStatus(error.status).phrase}\n".encode()
     headers = [("Content-Type", "text/plain; charset=utf-8"), *error.headers]
     return Response(error.status, headers, body, len(body), close=error.close)

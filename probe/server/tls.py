@@ -28,8 +28,9 @@ def fingerprint(cert_pem: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
-def self_signed(common_name: str = "probe-server") -> tuple[bytes, bytes]:
-    """A throwaway EC certificate and key (PEM) for a server started without --cert."""
+def self_signed(common_name: str = "localhost") -> tuple[bytes, bytes]:
+    """A throwaway EC certificate and key (PEM) for a server started without --cert,
+    named like any development server's (no name that says what this server is)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
