@@ -113,6 +113,7 @@ def _print_table(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     from analysis.report_dataset import tables
+    from probe.escape import for_terminal
 
     console = Console(file=sys.stdout, width=120)
     data = summary["data"]
@@ -126,7 +127,7 @@ def _print_table(summary: dict[str, Any]) -> None:
         for col in header:
             table.add_column(col)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(for_terminal(c) for c in row))  # AS names come from the data
         console.print(table if rows else f"{title}: none.")
     for rule in summary["rules"]:
         console.print(f"  {rule}: {summary['rules'][rule]['description']}")

@@ -57,11 +57,14 @@ def _emit(df: pd.DataFrame, fmt: str, table_columns: list[str]) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from probe.escape import for_terminal
+
         table = Table(show_lines=False)
         for col in table_columns:
             table.add_column(col)
         for row in _records(df[table_columns]):
-            table.add_row(*("" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+            table.add_row(*(for_terminal("" if v is None else
+                                         (f"{v:g}" if isinstance(v, float) else v))
                             for v in row.values()))
         Console(width=200).print(table)
 

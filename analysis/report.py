@@ -9,7 +9,6 @@ beside it. Every file is written atomically (temp file + rename).
 from __future__ import annotations
 
 import base64
-import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from probe.escape import for_html, for_markdown, for_plot  # noqa: E402
 from probe.results.atomic import write_bytes, write_text  # noqa: E402
 
 from .load import Results  # noqa: E402
@@ -29,6 +29,7 @@ from .verdicts import rate_series, transfer_table, verdicts  # noqa: E402
 
 BIN_S = 0.5  # plot bins; a transfer shorter than 8 bins gets 8 finer ones
 MAX_SERIES = 12  # transfers per family in the throughput-over-time plot
+MAX_STEPS = 2000  # per line: 1200 half-second steps cover the probe's longest transfer
 COLORS = {"twitter": "#d62728", "control": "#1f77b4"}
 VERDICT_COLUMNS = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
                    "control_rate_kbps", "ratio", "p_value", "explanation"]
@@ -69,18 +70,19 @@ def throughput_figure(r: Results, table: pd.DataFrame, rows: pd.DataFrame) -> Fi
                 continue
             ts, b = as_arrays(by_id[t.transfer_id])
             width = BIN_S if ts[-1] >= 8 * BIN_S else max(ts[-1] / 8, 0.005)
+            width = max(width, ts[-1] / MAX_STEPS)  # a clock jump of days is still drawable
             edges = np.arange(0, ts[-1] + 1e-9, width)
             if len(edges) < 2:
                 continue
             kbps = np.diff(np.interp(edges, ts, b)) * 8 / 1000 / width
             ax.step(edges[1:], np.maximum(kbps, 1), where="pre", color=_color(family),
-                    alpha=0.6, lw=1, label=str(family) if i == 0 else None)
+                    alpha=0.6, lw=1, label=for_plot(family) if i == 0 else None)
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the request")
     ax.set_ylabel("throughput (kbit/s)")
     ax.axhspan(130, 150, color="#ff9896", alpha=0.3, label="130-150 kbit/s (2021 throttle)")
     ax.legend(loc="best", fontsize=8)
-    ax.set_title(f"Throughput over time, run {run_id}")
+    ax.set_title(f"Throughput over time, run {for_plot(run_id)}")
     return Figure("throughput", "Throughput over time: Twitter vs control",
                   "Each line is one transfer's throughput in half-second steps (finer for "
                   "short transfers; log scale): "
@@ -97,7 +99,7 @@ def cdf_figure(table: pd.DataFrame) -> Figure | None:
     for family, g in main.groupby("family"):
         x = np.sort(g["rate_kbps"].clip(lower=1).to_numpy(float))
         ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", color=_color(family),
-                label=f"{family} ({len(x)} transfers)")
+                label=f"{for_plot(family)} ({len(x)} transfers)")
     ax.set_xscale("log")
     ax.set_xlabel("steady-state rate (kbit/s, log scale)")
     ax.set_ylabel("share of transfers at or below")
@@ -122,7 +124,8 @@ def timeline_figure(table: pd.DataFrame, rows: pd.DataFrame) -> Figure | None:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for family, g in per_run.groupby("family"):
         g = g.sort_values("start")
-        ax.plot(g["start"], g["rate"], "o-", color=_color(family), ms=4, lw=1, label=family)
+        ax.plot(g["start"], g["rate"], "o-", color=_color(family), ms=4, lw=1,
+                label=for_plot(family))
         hit = g[g["run_id"].isin(throttled)]
         if family == "twitter" and len(hit):
             ax.plot(hit["start"], hit["rate"], "x", color="black", ms=8,
@@ -172,14 +175,14 @@ def _cell(v: object) -> str:
 
 
 def _html(summary: str, rows: pd.DataFrame, figures: list[Figure]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in VERDICT_COLUMNS)
+    head = "".join(f"<th>{for_html(c)}</th>" for c in VERDICT_COLUMNS)
     body = "".join(
-        f'<tr class="{html.escape(str(row["verdict"]))}">'
-        + "".join(f"<td>{html.escape(_cell(row[c]))}</td>" for c in VERDICT_COLUMNS) + "</tr>"
+        f'<tr class="{for_html(row["verdict"])}">'
+        + "".join(f"<td>{for_html(_cell(row[c]))}</td>" for c in VERDICT_COLUMNS) + "</tr>"
         for _, row in rows.iterrows())
     figs = "".join(
-        f"<h2>{html.escape(f.title)}</h2><p>{html.escape(f.caption)}</p>"
-        f'<img alt="{html.escape(f.title)}" src="data:image/png;base64,'
+        f"<h2>{for_html(f.title)}</h2><p>{for_html(f.caption)}</p>"
+        f'<img alt="{for_html(f.title)}" src="data:image/png;base64,'
         f'{base64.b64encode(f.png).decode()}">' for f in figures)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Throttling report</title>
@@ -187,8 +190,8 @@ def _html(summary: str, rows: pd.DataFrame, figures: list[Figure]) -> str:
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
 tr.throttled{{background:#fdd}}tr.ok{{background:#efe}}tr.inconclusive{{background:#ffd}}
 img{{max-width:100%}}</style></head><body>
-<h1>Throttling report</h1><p>{html.escape(INTRO)}</p><p>{html.escape(summary)}</p>
-<h2>Verdicts</h2><p>{html.escape(VERDICT_HELP)}</p>
+<h1>Throttling report</h1><p>{for_html(INTRO)}</p><p>{for_html(summary)}</p>
+<h2>Verdicts</h2><p>{for_html(VERDICT_HELP)}</p>
 <table><tr>{head}</tr>{body}</table>{figs}
 </body></html>
 """
@@ -199,8 +202,8 @@ def _markdown(summary: str, rows: pd.DataFrame, figures: list[Figure], stem: str
              "", "| " + " | ".join(VERDICT_COLUMNS) + " |",
              "| " + " | ".join("---" for _ in VERDICT_COLUMNS) + " |"]
     for _, row in rows.iterrows():
-        lines.append("| " + " | ".join(_cell(row[c]).replace("|", "\\|")
-                                       for c in VERDICT_COLUMNS) + " |")
+        lines.append("| " + " | ".join(for_markdown(_cell(row[c])) for c in VERDICT_COLUMNS)
+                     + " |")
     for f in figures:
         lines += ["", f"## {f.title}", "", f.caption, "", f"![{f.title}]({stem}-{f.name}.png)"]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,6 @@ in memory and written to temporary files first, then renamed into place.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from probe.escape import for_html, for_markdown, for_plot
 from probe.results.atomic import write_all
 
 LINES_PER_PANEL = 4  # largest ASes drawn per access class
@@ -74,7 +74,7 @@ def daily_share_figure(summary: dict[str, Any]) -> bytes:
                 ms=3,
                 lw=1,
                 color=color,
-                label=f"AS{r['asn']} {(r['as_organization'] or '(no name)')[:28]}",
+                label=for_plot(f"AS{r['asn']} {(r['as_organization'] or '(no name)')[:28]}"),
             )
             for c in summary["changes"]:
                 if c["asn"] == r["asn"]:
@@ -299,7 +299,7 @@ img{max-width:100%}"""
 
 def render_html(summary: dict[str, Any], pngs: dict[str, bytes]) -> str:
     """The self-contained HTML page."""
-    e = html.escape
+    e = for_html
     attr = "".join(
         f'<li><a href="{e(link)}">{e(text)}</a></li>' if link else f"<li>{e(text)}</li>"
         for text, link in _attribution_lines(summary)
@@ -339,14 +339,10 @@ def render_html(summary: dict[str, Any], pngs: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(summary: dict[str, Any], png_names: dict[str, str]) -> str:
     """The Markdown twin; images are referenced by file name (they sit beside it)."""
     attribution = ["**Attribution**", ""] + [
-        f"- [{_md_cell(text)}]({link})" if link else f"- {_md_cell(text)}"
+        f"- [{for_markdown(text)}]({link})" if link else f"- {for_markdown(text)}"
         for text, link in _attribution_lines(summary)
     ]
     out = [f"# {summary['dataset']}: Twitter throttling in Russia, 2021", "", *attribution, ""]
@@ -361,7 +357,7 @@ def render_markdown(summary: dict[str, Any], png_names: dict[str, str]) -> str:
             continue
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
-        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+        out += ["| " + " | ".join(for_markdown(c) for c in row) + " |" for row in rows]
         out.append("")
         if title.startswith("Change-points"):
             for caption, key in figures:

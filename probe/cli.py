@@ -311,6 +311,7 @@ def _print_summary(result) -> None:
 
     from rich.console import Console
 
+    from probe.escape import for_terminal
     from probe.progress import slow_network_note, summary_table
 
     found: dict[str, str] = {}
@@ -333,7 +334,7 @@ def _print_summary(result) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(summary_table(result.measurements, found))
     for note in notes:
-        console.print(note, soft_wrap=True)
+        console.print(for_terminal(note), soft_wrap=True)
     console.print("Verdicts compare each Twitter target with its controls on this run; "
                   "`probe analyze report` explains them with plots.", style="dim")
 

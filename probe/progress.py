@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from probe.escape import for_terminal
+
 
 class TerminalProgress:
     """A rich progress bar on stderr, fed by the runner's observer events."""
@@ -16,7 +18,8 @@ class TerminalProgress:
     def __init__(self) -> None:
         self.console = Console(file=sys.stderr)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+            MofNCompleteColumn(),
             TimeElapsedColumn(), console=self.console, transient=True,
         )
         self.task = None
@@ -27,7 +30,8 @@ class TerminalProgress:
             self.task = self.progress.add_task("starting", total=payload)
         elif event == "measuring" and self.task is not None:
             target = getattr(payload, "target", payload)  # an experiment carries its target
-            self.progress.update(self.task, description=f"measuring {target.name}")
+            self.progress.update(self.task,
+                                 description=for_terminal(f"measuring {target.name}").plain)
         elif event == "measured" and self.task is not None:
             self.progress.advance(self.task)
 
@@ -69,7 +73,7 @@ def summary_table(measurements: list[dict], verdicts: dict[str, str] | None = No
         if verdicts:
             row.append(verdicts.get(name, "(control)" if ms[0]["target"]["family"] == "control"
                                     else "-"))
-        table.add_row(*row)
+        table.add_row(*(for_terminal(cell) for cell in row))
     return table
 
 
