@@ -121,7 +121,7 @@ class Runner:
             return list(self.targets)
         from probe.experiments import plan as plan_experiments
 
-        experiments = plan_experiments(self.config.server, self.config.experiments)
+        experiments = plan_experiments(self.config.server, self.config.experiments, self.targets)
         return _weave(list(self.targets), list(experiments))
 
     def request_stop(self, reason: str) -> None:

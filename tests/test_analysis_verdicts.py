@@ -361,7 +361,8 @@ def _variant(i: int, sni: str, rate: float, experiment: str = "sni",
 
 def _sni_run(**rates: float) -> list[_Rep]:
     """An sni experiment: each Twitter name at its rate, neutral and no SNI fast."""
-    names = {"pbs": "pbs.twimg.com", "twitter": "twitter.com"}
+    names = {"pbs": "pbs.twimg.com", "twitter": "twitter.com", "video": "video.twimg.com",
+             "tco": "t.co"}
     reps = [_variant(i, names[k], r) for i, (k, r) in enumerate(rates.items())]
     return reps + [_variant(8, "measure.test", 10_000.0), _variant(9, "", 10_000.0)]
 
@@ -378,6 +379,20 @@ def test_trigger_judges_each_twitter_name_on_its_own() -> None:
     # t.co slowed by a substring rule; the tested names are fast but t.co was not tested
     trigger, why = _trigger("t.co", 130.0, _sni_run(pbs=10_000.0, twitter=9_000.0), 0)
     assert trigger == "unknown" and "not among them" in why
+
+
+def test_trigger_of_every_target_whose_name_was_tried() -> None:
+    """What `probe run --server` plans: each Twitter target's own name, and t.co for the
+    collateral ones, so none of them is left `unknown`."""
+    from analysis.verdicts import _trigger
+
+    fast = {"pbs": 10_000.0, "twitter": 9_000.0, "video": 11_000.0, "tco": 9_500.0}
+    for name in ("pbs.twimg.com", "video.twimg.com", "t.co"):  # an address throttle
+        assert _trigger(name, 130.0, _sni_run(**fast), 0)[0] == "ip", name
+    # a substring rule: only t.co is slow on the neutral server; reddit's own name is not
+    # a Twitter name, and the slow t.co shows the device reads the name
+    trigger, why = _trigger("www.reddit.com", 130.0, _sni_run(**{**fast, "tco": 130.0}), 0)
+    assert trigger == "sni" and "t.co" in why
 
 
 def test_trigger_needs_the_sni_experiment_and_steady_evidence() -> None:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from probe.experiments import NAMES, SPLIT_SHAPES, TWITTER_SNIS, plan
+from probe.experiments import NAMES, SPLIT_SHAPES, TWITTER_SNIS, plan, sni_names
 from probe.experiments import clienthello as ch
 from probe.experiments.base import MAX_BYTES, Server, is_twitter_name
+from probe.experiments.download import Download
 from probe.experiments.handshake import PADDED_MIN_BYTES, ServerCertHandshake, matches_host
 from probe.experiments.locate import client_hello
 from probe.lab.ca import CertificateAuthority
@@ -25,7 +26,8 @@ from probe.measure.clock import Clock
 from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
 from probe.measure.transfer import Limits
-from probe.runner import MeasureContext
+from probe.runner import MeasureContext, RunConfig, Runner
+from probe.targets import Target, default_paths, load
 
 pytestmark = pytest.mark.timeout(60)
 HOST = "measure.test"
@@ -146,6 +148,56 @@ def test_plan_contents() -> None:
     assert all(e.target.kind == "bytes" and e.target.name.startswith(e.name + "-")
                for e in experiments)
     assert [e.name for e in plan("https://measure.test", ["upload"])] == ["upload", "upload"]
+
+
+def twitter(name: str, url: str, sni: str | None = None) -> Target:
+    return Target(name=name, url=url, family="twitter", kind="image", sni=sni)
+
+
+RUN = [
+    twitter("image", "https://pbs.twimg.com/a.jpg"),
+    Target(name="control", url="https://images.lab.test/a.jpg", family="control", kind="image"),
+    twitter("hls", "https://video.twimg.com/a.m3u8"),
+    twitter("mp4", "https://VIDEO.twimg.com/a.mp4"),  # the same name: tried once
+    twitter("script", "https://cdn.example/a.js", sni="ABS.twimg.com."),  # the SNI, not the host
+    twitter("no-sni", "https://t.co/", sni=""),  # sends no name: nothing to try
+    twitter("by-address", "https://203.0.113.10/a.jpg"),  # not a name the analysis calls Twitter
+]
+REDDIT = Target(name="reddit", url="https://www.reddit.com/", family="control-tco", kind="page")
+
+
+def test_sni_names_are_every_twitter_name_of_the_run() -> None:
+    assert sni_names(RUN) == [*TWITTER_SNIS, "video.twimg.com", "abs.twimg.com"]
+    assert sni_names([]) == list(TWITTER_SNIS)
+
+
+def test_sni_names_add_t_co_for_a_collateral_target_once() -> None:
+    assert sni_names([REDDIT, *RUN, REDDIT]) == [*TWITTER_SNIS, "t.co", "video.twimg.com",
+                                                 "abs.twimg.com"]
+    tco = twitter("tco", "https://t.co/x")
+    assert sni_names([tco, REDDIT]) == [*TWITTER_SNIS, "t.co"]
+
+
+def test_plan_tries_each_name_with_the_neutral_baselines() -> None:
+    sni = plan("https://measure.test", ["sni", "split"], [*RUN, REDDIT])
+    names = [*TWITTER_SNIS, "video.twimg.com", "abs.twimg.com", "t.co"]
+    assert [e.target.name for e in sni if e.name == "sni"] == \
+        [*(f"sni-{n}" for n in names), "sni-neutral", "sni-none"]
+    assert [e.target.family for e in sni if e.name == "sni"] == \
+        ["twitter"] * len(names) + ["control"] * 2
+    assert len([e for e in sni if e.name == "split"]) == len(SPLIT_SHAPES)
+
+
+def test_the_runner_plans_the_names_of_its_own_targets(tmp_path: Path) -> None:
+    """The shipped lists: each Twitter target's name is tried, t.co for the collateral ones."""
+    targets = load(default_paths())
+    config = RunConfig(target_files=default_paths(), out=tmp_path, server="https://measure.test",
+                       experiments=["sni"], early_stop=False)
+    tried = {item.target.sni for item in Runner(config, targets).items
+             if isinstance(item, Download) and item.name == "sni"}
+    own = {t.sni if t.sni is not None else t.host for t in targets if t.family == "twitter"}
+    assert own == {"pbs.twimg.com", "video.twimg.com", "abs.twimg.com", "twitter.com", "t.co"}
+    assert tried == own | {"measure.test", ""}
 
 
 def test_plan_neutral_name_for_an_ip_server_and_bad_input() -> None:

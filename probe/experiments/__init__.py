@@ -1,11 +1,12 @@
 """Differential experiments against a measurement server, and `probe locate`.
 
-`plan(server_url, names)` gives the runner one `Experiment` per variant; the
-runner weaves them among the targets at every repetition. Each variant is one
-measurement whose only difference from its siblings is what the experiment
-tests (docs/experiments.md):
+`plan(server_url, names, targets)` gives the runner one `Experiment` per
+variant; the runner weaves them among the targets at every repetition. Each
+variant is one measurement whose only difference from its siblings is what the
+experiment tests (docs/experiments.md):
 
-- `sni`: GET /bytes with a Twitter SNI, the server's own (neutral) name, and none.
+- `sni`: GET /bytes with each Twitter name of the run, the server's own
+  (neutral) name, and none.
 - `split`: the Twitter-SNI download with its ClientHello split inside the name,
   split after the record header, or padded past one TCP segment.
 - `upload`: POST /upload with a Twitter and the neutral SNI.
@@ -13,21 +14,53 @@ tests (docs/experiments.md):
 
 from __future__ import annotations
 
-from .base import MAX_BYTES, Server, target
+from collections.abc import Iterable
+
+from probe.targets import Target
+
+from .base import MAX_BYTES, Server, is_twitter_name, target
 from .download import Download
 from .upload import Upload
 
-# Two names, one per kind of rule seen in 2021: `*.twimg.com` (the media hosts,
-# pbs/video/abs alike) and an exact domain (`twitter.com`; `t.co` matches the
-# same way). More names would each cost one more download per repetition.
+# Always tried, one per kind of rule seen in 2021: `*.twimg.com` (the media hosts,
+# pbs/video/abs alike) and an exact domain. They keep the experiment meaningful in a
+# run whose targets are all of one kind, and pbs.twimg.com is the plain-SNI reference
+# of `split` and `upload`.
 TWITTER_SNIS = ("pbs.twimg.com", "twitter.com")
+# The substring the early 2021 rule matched, which slowed reddit.com and the like.
+COLLATERAL_SNI = "t.co"
+COLLATERAL_FAMILY = "control-tco"
 SPLIT_SNI = "pbs.twimg.com"
 UPLOAD_SNI = "pbs.twimg.com"
 SPLIT_SHAPES = ("sni", "header", "padded")
 NAMES = ("sni", "split", "upload")
 
 
-def plan(server_url: str, names: list[str]) -> list[Download | Upload]:
+def sni_names(targets: Iterable[Target]) -> list[str]:
+    """The Twitter names the `sni` experiment sends, so every Twitter target's trigger can be told.
+
+    A target's trigger is `ip` only if its own name was fast on the neutral server (a
+    sibling name proves nothing about an exact-name rule), so each distinct Twitter
+    name the run's Twitter targets send is tried. `t.co` joins whenever the run has a
+    collateral target: it is the name a substring rule on those targets would match,
+    and a fast variant costs one byte cap (plus one read). A name that is not a Twitter name
+    (an address, a CDN name) is left out: the analysis reads such a name as neutral.
+    """
+    out = list(TWITTER_SNIS)
+    for t in targets:
+        if t.family == "twitter":
+            name = (t.host if t.sni is None else t.sni).lower().rstrip(".")
+        elif t.family == COLLATERAL_FAMILY:
+            name = COLLATERAL_SNI
+        else:
+            continue
+        if is_twitter_name(name) and name not in out:
+            out.append(name)
+    return out
+
+
+def plan(server_url: str, names: list[str],
+         targets: Iterable[Target] = ()) -> list[Download | Upload]:
     """The variants of the named experiments, in a fixed order (Twitter first, then baselines)."""
     unknown = sorted(set(names) - set(NAMES))
     if unknown:
@@ -36,7 +69,7 @@ def plan(server_url: str, names: list[str]) -> list[Download | Upload]:
     down = server.url_for(f"/bytes?n={MAX_BYTES}")
     out: list[Download | Upload] = []
     if "sni" in names:
-        for name in TWITTER_SNIS:
+        for name in sni_names(targets):
             out.append(Download("sni", target("sni", name, down, name), server))
         out.append(Download("sni", target("sni", "neutral", down, server.neutral_name), server))
         out.append(Download("sni", target("sni", "none", down, ""), server))
