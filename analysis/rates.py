@@ -26,6 +26,7 @@ MIN_SECONDS = 3.0  # of data phase before an estimate may be called stable
 MIN_EVENTS = 8  # byte-progress events inside the steady window
 MAX_REL_HALF_WIDTH = 0.2  # stable when the interval is within +-20 % of the rate
 STALL_S = 1.0  # no progress for this long at the end = stalled, never stable
+MAX_BINS = 1_000_000  # bin_rates gives up beyond this: 11 days of 1 s bins
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,12 @@ class RateEstimate:
 
 
 def as_arrays(samples: Sequence[Sequence[float]] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Times in seconds and cumulative bytes, sorted by time, cumulative bytes made monotone."""
+    """Times in seconds and cumulative bytes, sorted by time, cumulative bytes made monotone;
+    reads with a non-finite time or count are dropped."""
     arr = np.asarray(samples, dtype=float).reshape(-1, 2)
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():  # an empty CSV cell reads back as NaN: nothing is known of that read
+        arr = arr[finite]
     if len(arr) == 0:
         return np.zeros(0), np.zeros(0)
     if np.any(arr[1:, 0] < arr[:-1, 0]):  # recorded series are sorted: skip the sort
@@ -77,9 +82,11 @@ def steady_window(t: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
 
 def bin_rates(t: np.ndarray, b: np.ndarray, start: float, end: float,
               width: float) -> np.ndarray:
-    """kbit/s in consecutive bins of `width` s over [start, end] (linear between samples)."""
+    """kbit/s in consecutive bins of `width` s over [start, end] (linear between samples);
+    none when fewer than one bin fits, or more than MAX_BINS (a clock jump, not a transfer:
+    its bins would not fit in memory)."""
     n = int((end - start) // width)
-    if n < 1:
+    if n < 1 or n > MAX_BINS:
         return np.zeros(0)
     edges = start + width * np.arange(n + 1)
     return np.diff(np.interp(edges, t, b)) * 8 / 1000 / width

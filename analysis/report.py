@@ -120,6 +120,7 @@ def timeline_figure(table: pd.DataFrame, rows: pd.DataFrame) -> Figure | None:
     main["start"] = pd.to_datetime(main["measurement_start_time"], utc=True)
     per_run = main.groupby(["run_id", "family"]).agg(start=("start", "min"),
                                                      rate=("rate_kbps", "median")).reset_index()
+    per_run["rate"] = per_run["rate"].clip(lower=1)  # log scale: a stalled run sits at 1
     throttled = set(rows.loc[rows["verdict"] == "throttled", "run_id"])
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for family, g in per_run.groupby("family"):

@@ -16,12 +16,14 @@ on an upload the probe is the sender and TCP_INFO speaks directly.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .rates import MIN_SECONDS, as_arrays, bin_rates, steady_window
+from .rates import MAX_BINS, MIN_SECONDS, as_arrays, bin_rates, steady_window
 
 WINDOW_S = 1.0  # plateau windows
 MIN_WINDOWS = 3
@@ -34,14 +36,16 @@ SMOOTH_SHARE = 0.05
 RTT_GROWTH = 1.5  # median RTT over min RTT at or above this = queueing
 RTT_GROWTH_MIN_MS = 10.0  # ... and at least this much absolute growth
 MSS = 1448
+KINDS = ("policing", "shaping", "congestion", "unknown")
 
 
 @dataclass(frozen=True)
 class Plateau:
     flat: bool | None  # None = too short to tell
     level_kbps: float | None  # median window rate
-    spread: float | None  # (p90 - p10) / median
+    spread: float | None  # (p90 - p10) / median; None when it cannot be computed
     windows: int
+    reason: str = ""  # why flat or spread is None, in words
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,18 @@ def plateau(samples: Sequence[Sequence[float]] | np.ndarray) -> Plateau:
     t, b = as_arrays(samples)
     window = steady_window(t, b) if len(t) >= 2 else None
     if window is None:
-        return Plateau(None, None, None, 0)
+        return Plateau(None, None, None, 0, "no byte arrived after the first sample")
+    if (window[1] - window[0]) / WINDOW_S > MAX_BINS:
+        return Plateau(None, None, None, 0, f"a steady window of {window[1] - window[0]:.3g} s "
+                                            "is a clock jump, not a transfer")
     rates = bin_rates(t, b, window[0], window[1], WINDOW_S)
     if len(rates) < MIN_WINDOWS:
-        return Plateau(None, None, None, len(rates))
+        return Plateau(None, None, None, len(rates),
+                       f"{len(rates)} one-second windows (need {MIN_WINDOWS})")
     level = float(np.median(rates))
-    if level <= 0:
-        return Plateau(False, 0.0, None, len(rates))
+    if level <= 0:  # mostly silent: no level to measure a spread against
+        return Plateau(False, 0.0, None, len(rates), "the rate is zero over most of the "
+                                                     "steady window")
     spread = float((np.percentile(rates, 90) - np.percentile(rates, 10)) / level)
     return Plateau(spread <= FLAT_SPREAD, level, spread, len(rates))
 
@@ -91,11 +100,22 @@ def silences(samples: Sequence[Sequence[float]] | np.ndarray,
     return float(long.sum() / (end - start)), int(len(long))
 
 
+def _values(tcp_info: Sequence[dict], key: str, positive: bool = True) -> list[float]:
+    """The finite values of one TCP_INFO field (an empty CSV cell reads back as NaN, a
+    kernel without the field gives none or 0: neither is evidence)."""
+    out = []
+    for snap in tcp_info:
+        v = snap.get(key)
+        if isinstance(v, numbers.Real) and math.isfinite(v) and (v > 0 or not positive):
+            out.append(float(v))
+    return out
+
+
 def _tcp_evidence(tcp_info: Sequence[dict]) -> tuple[int | None, float | None]:
     """(retransmits, RTT growth) when TCP_INFO shows the probe sending, else (None, None)."""
-    retrans = [s.get("total_retrans") for s in tcp_info if s.get("total_retrans") is not None]
-    rtts = [s.get("rtt_us") for s in tcp_info if s.get("rtt_us")]
-    mins = [s.get("min_rtt_us") for s in tcp_info if s.get("min_rtt_us")]
+    retrans = _values(tcp_info, "total_retrans", positive=False)
+    rtts = _values(tcp_info, "rtt_us")
+    mins = _values(tcp_info, "min_rtt_us")
     if not retrans or not rtts:
         return None, None
     n_retrans = int(retrans[-1] - retrans[0])
@@ -112,7 +132,7 @@ def signature(samples: Sequence[Sequence[float]] | np.ndarray,
     flat = plateau(samples)
     t, _ = as_arrays(samples)
     if rtt_ms is None:
-        mins = [s["min_rtt_us"] for s in tcp_info if s.get("min_rtt_us")]
+        mins = _values(tcp_info, "min_rtt_us")
         rtt_ms = min(mins) / 1000 if mins else None
     share, gaps = silences(samples, rtt_ms)
     retrans, growth = _tcp_evidence(tcp_info) if direction == "up" else (None, None)
@@ -120,8 +140,12 @@ def signature(samples: Sequence[Sequence[float]] | np.ndarray,
     def result(kind: str, evidence: str) -> Signature:
         return Signature(kind, flat, share, gaps, retrans, growth, evidence)
 
-    if flat.flat is None or share is None or (len(t) and t[-1] < MIN_SECONDS):
+    if flat.flat is None:
+        return result("unknown", f"cannot see the shape of the rate: {flat.reason}")
+    if share is None or (len(t) and t[-1] < MIN_SECONDS):
         return result("unknown", "too short to see the shape of the rate")
+    if flat.spread is None:
+        return result("unknown", flat.reason)
     if not flat.flat:
         return result("congestion", f"the rate wanders (spread {flat.spread:.2f} of its level)")
     if retrans is not None and growth is not None:

@@ -62,6 +62,7 @@ CONTROL_MAX_CV = 0.6
 MIN_BYTES = 16 * 1024  # a transfer smaller than this says more about RTT than about rate
 BIN_S = 0.25
 BLOCK_BINS = 4
+MAX_BOOT_BINS = 4 * 600  # bootstrap bins of the probe's longest transfer (--max-seconds 600)
 BOOT = 1000
 CERT_FAILURES = ("ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate")
 TWITTER_NAMES = ("twitter.com", "twimg.com", "t.co", "x.com")
@@ -131,6 +132,7 @@ class _Rep:
     flat: bool | None = None
     steady: bool = False  # rate from a steady-state window, not a sub-second goodput
     status: int | None = None  # HTTP status of the main transfer
+    note: str | None = None  # a step that could not be computed, and why
 
 
 def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
@@ -260,7 +262,10 @@ def _rate_into(rep: _Rep, transfer: dict, s: np.ndarray | None, tcp_info: list) 
     bins = np.zeros(0)
     if window and est.window_s >= 1.0:
         n = int((window[1] - window[0]) // BIN_S)
-        if n >= 2 * BLOCK_BINS:
+        if n > MAX_BOOT_BINS:  # a clock jump: a bootstrap over millions of bins cannot be held
+            rep.note = (f"a steady window of {window[1] - window[0]:.3g} s, longer than any "
+                        "transfer, was bootstrapped as one value")
+        elif n >= 2 * BLOCK_BINS:
             edges = window[1] - BIN_S * np.arange(n, -1, -1)
             bins = np.diff(np.interp(edges, t, b)) * 8 / 1000 / BIN_S
     rep.bins = bins if len(bins) else (None if rep.rate is None else np.array([rep.rate]))
@@ -555,6 +560,9 @@ def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
         if experiment == "upload" and v.verdict != "throttled" and v.control_rate_kbps and \
                 v.control_rate_kbps < CONTROL_MIN_KBPS:
             v.explanation += " Every upload is slow, whatever the name: not SNI throttling."
+        notes = sorted({r.note for r in subject + controls if r.note})
+        if notes:
+            v.explanation += f" Note: {'; '.join(notes)}."
         out.append(v)
     return out
 
