@@ -27,6 +27,12 @@ MIN_EVENTS = 8  # byte-progress events inside the steady window
 MAX_REL_HALF_WIDTH = 0.2  # stable when the interval is within +-20 % of the rate
 STALL_S = 1.0  # no progress for this long at the end = stalled, never stable
 MAX_BINS = 1_000_000  # bin_rates gives up beyond this: 11 days of 1 s bins
+# A rate that is surely under SLOW_KBPS needs no more precision: every verdict is decided
+# (half the slowest control rate that can show a throttle, analysis.verdicts'
+# CONTROL_MIN_KBPS), so after SLOW_SECONDS of data such a flow may stop, however it wanders.
+SLOW_KBPS = 200.0
+SLOW_SECONDS = 4.0
+STARTUP_STALL_S = 0.5  # a silence this long early in a flow is its start-up loss episode
 
 
 @dataclass(frozen=True)
@@ -70,14 +76,35 @@ def goodput_kbps(samples: Sequence[Sequence[float]] | np.ndarray) -> float | Non
         return float(b[-1] * 8 / 1000 / t[-1])
 
 
-def steady_window(t: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
-    """(start, end) in seconds of the part past slow start, or None before the first byte."""
+def first_byte(t: np.ndarray, b: np.ndarray) -> float | None:
+    """Time (s) of the read before the first byte arrived, or None if none did."""
     moved = np.nonzero(b > b[0])[0] if len(b) else []
     if len(moved) == 0:
         return None
-    first = t[max(moved[0] - 1, 0)]
+    return float(t[max(moved[0] - 1, 0)])
+
+
+def steady_window(t: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
+    """(start, end) in seconds of the part past slow start, or None before the first byte.
+
+    The first third of the data phase is skipped (slow start, a policer's token burst),
+    and so is a start-up loss episode: slow start overshooting a short queue ends in a
+    silence of a retransmission timeout, then a burst of the data held out of order. A
+    silence of STARTUP_STALL_S or more that ends in the first half moves the start to
+    the read just after it, so neither the silence nor its burst counts.
+    """
+    first = first_byte(t, b)
+    if first is None:
+        return None
     end = float(t[-1])
-    return first + (end - first) * WARMUP_FRACTION, end
+    start = first + (end - first) * WARMUP_FRACTION
+    moves = t[np.nonzero(np.diff(b) > 0)[0] + 1]
+    if len(moves) >= 2:
+        gaps = np.diff(moves)
+        after = moves[1:][(gaps >= STARTUP_STALL_S) & (moves[1:] <= first + (end - first) / 2)]
+        if len(after):
+            start = max(start, float(after[-1]))
+    return start, end
 
 
 def bin_rates(t: np.ndarray, b: np.ndarray, start: float, end: float,
@@ -112,7 +139,7 @@ def estimate(samples: Sequence[Sequence[float]] | np.ndarray) -> RateEstimate:
     deviation = float(np.max(np.abs(b[inside] - line), initial=0.0))
     half = 2 * deviation * 8 / 1000 / span
     lo, hi = max(rate - half, 0.0), rate + half
-    data_s = (end - start) / (1 - WARMUP_FRACTION)
+    data_s = end - (first_byte(t, b) or 0.0)
     events = int(np.count_nonzero(np.diff(b[inside]) > 0))
     last_move = float(t[np.nonzero(b < b[-1])[0][-1] + 1]) if np.any(b < b[-1]) else float(t[0])
     if end - last_move >= STALL_S:
@@ -121,8 +148,14 @@ def estimate(samples: Sequence[Sequence[float]] | np.ndarray) -> RateEstimate:
         reason = f"only {data_s:.1f} s of data (need {MIN_SECONDS:g})"
     elif events < MIN_EVENTS:
         reason = f"only {events} reads in the steady window (need {MIN_EVENTS})"
-    elif rate <= 0 or half > MAX_REL_HALF_WIDTH * rate:
-        reason = f"rate not settled: +-{half / rate * 100:.0f} %" if rate > 0 else "no progress"
+    elif rate <= 0:
+        reason = "no progress"
+    elif half > MAX_REL_HALF_WIDTH * rate and not (hi <= SLOW_KBPS and data_s >= SLOW_SECONDS):
+        reason = f"rate not settled: +-{half / rate * 100:.0f} %"
+    elif half > MAX_REL_HALF_WIDTH * rate:
+        return RateEstimate(rate, lo, hi, True, good, nbytes, elapsed, span,
+                            f"slow for sure: at most {hi:.0f} kbit/s (+-"
+                            f"{half / rate * 100:.0f} %)")
     else:
         return RateEstimate(rate, lo, hi, True, good, nbytes, elapsed, span,
                             f"settled within +-{half / rate * 100:.0f} %")

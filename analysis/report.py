@@ -158,11 +158,13 @@ INTRO = ("This report compares how fast Twitter objects downloaded with how fast
          "network. A target is 'throttled' only when it is much slower than its controls "
          "(ratio at most 0.5, with a 95 % bootstrap interval below 0.7 and p <= 0.01), the "
          "controls themselves are fast and steady, and the target's rate is flat like a "
-         "fixed limit rather than wandering like congestion. A slow network is never called "
+         "fixed limit, or stays under a ceiling where no second of it comes within 4x of "
+         "the controls, rather than wandering like congestion. A slow network is never called "
          "throttling: it yields 'inconclusive'.")
 VERDICT_HELP = ("One row per target and run. rate and control rate are median steady-state "
                 "rates in kbit/s (past TCP slow start); ratio is their quotient; p is the "
-                "bootstrap chance that the target is not slower at all; trigger says what "
+                "bootstrap p-value of 'the target runs at 0.7x its controls or faster' (small: "
+                "surely slower by more than 30 %); trigger says what "
                 "sets off the throttle when the run carried the differential experiments "
                 "(sni: the TLS server name; ip: the destination).")
 

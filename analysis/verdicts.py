@@ -21,10 +21,13 @@ else all controls). Decision rules, in order (thresholds below):
    - controls slower than CONTROL_MIN_KBPS, or noisy (coefficient of
      variation across repetitions above CONTROL_MAX_CV): inconclusive - a
      slow or unstable network cannot show throttling.
-   - ratio <= THROTTLED_RATIO, interval upper end < CI_HIGH_MAX, p <= ALPHA,
-     and the target's rate not wandering (most of its transfers pass the
-     plateau test): throttled. A 3x slowdown (ratio 0.33) clears all three
-     comfortably; congestion hitting one side by chance rarely does.
+   - ratio <= THROTTLED_RATIO, interval upper end < CI_HIGH_MAX, p <= ALPHA
+     (null hypothesis: ratio >= OK_RATIO), and the target's rate either not
+     wandering (most of its transfers pass the plateau test) or under a
+     ceiling (its fastest second at most CEILING_RATIO of the controls: loss
+     recovery under a short-queue shaper wanders but never comes near them):
+     throttled. A 3x slowdown (ratio 0.33) clears all three comfortably;
+     congestion hitting one side by chance rarely does.
    - otherwise: inconclusive, with the reason.
 3. Trigger of a throttled target, from the run's differential experiments:
    `sni` (same server, Twitter names vs a neutral name and no SNI): Twitter
@@ -48,18 +51,21 @@ import numpy as np
 import pandas as pd
 
 from .load import Results, load
-from .rates import as_arrays, estimate, steady_window
+from .rates import as_arrays, bin_rates, estimate, steady_window
 from .signature import signature
 
 VERDICTS = ("ok", "throttled", "blocked", "dns-tampered", "tls-tampered", "inconclusive")
 OK_RATIO = 0.7
 THROTTLED_RATIO = 0.5
 SUB_SECOND_OK_RATIO = 0.2  # transfers too short for a steady rate: noise reaches 2-3x
+SUB_SECOND_FAST_KBPS = 10_000.0  # ... and a short transfer this fast was not throttled
 CI_HIGH_MAX = 0.7
 ALPHA = 0.01
 CONTROL_MIN_KBPS = 400.0
 CONTROL_MAX_CV = 0.6
 MIN_BYTES = 16 * 1024  # a transfer smaller than this says more about RTT than about rate
+PEAK_WINDOW_S = 1.0  # the ceiling test's windows
+CEILING_RATIO = 0.25  # a wandering rate is a throttle only if its fastest second stays 4x below
 BIN_S = 0.25
 BLOCK_BINS = 4
 MAX_BOOT_BINS = 4 * 600  # bootstrap bins of the probe's longest transfer (--max-seconds 600)
@@ -87,7 +93,7 @@ class Verdict:
     ratio: float | None = None  # rate / control rate
     ci_low: float | None = None  # 95 % bootstrap interval of the ratio
     ci_high: float | None = None
-    p_value: float | None = None  # bootstrap: chance the target is not slower
+    p_value: float | None = None  # bootstrap, null hypothesis: ratio >= OK_RATIO (no throttle)
     signature: str | None = None  # policing | shaping | congestion | unknown (most transfers)
     repetitions: int = 0
     controls: list[str] = field(default_factory=list)
@@ -132,6 +138,7 @@ class _Rep:
     flat: bool | None = None
     steady: bool = False  # rate from a steady-state window, not a sub-second goodput
     status: int | None = None  # HTTP status of the main transfer
+    peak: float | None = None  # kbit/s of its fastest steady second (90th percentile)
     note: str | None = None  # a step that could not be computed, and why
 
 
@@ -269,6 +276,9 @@ def _rate_into(rep: _Rep, transfer: dict, s: np.ndarray | None, tcp_info: list) 
             edges = window[1] - BIN_S * np.arange(n, -1, -1)
             bins = np.diff(np.interp(edges, t, b)) * 8 / 1000 / BIN_S
     rep.bins = bins if len(bins) else (None if rep.rate is None else np.array([rep.rate]))
+    if window and rep.steady:
+        seconds = bin_rates(t, b, window[0], window[1], PEAK_WINDOW_S)
+        rep.peak = float(np.percentile(seconds, 90)) if len(seconds) else rep.rate
     sig = signature(s, tcp_info, rep.direction)
     rep.shape, rep.flat = sig.kind, sig.plateau.flat
 
@@ -308,14 +318,15 @@ class _Comparison:
 
 
 def _compare(subject: list[_Rep], controls: list[_Rep], seed: int) -> _Comparison:
-    """Median rates, their ratio with a bootstrap interval and p-value (share of resamples
-    where the subject is not slower), and how much the controls vary."""
+    """Median rates, their ratio with a bootstrap interval and p-value, and how much the
+    controls vary. The p-value tests the null hypothesis "the subject runs at OK_RATIO of
+    its controls' rate or faster (not throttled)": the share of resamples where it does."""
     rng = np.random.default_rng(seed)
     rate = float(np.median([r.rate for r in subject]))
     control = float(np.median([r.rate for r in controls]))
     boot = _boot_group(subject, rng) / np.maximum(_boot_group(controls, rng), 1e-9)
     lo, hi = np.percentile(boot, [2.5, 97.5])
-    p = (1 + np.count_nonzero(boot >= 1.0)) / (BOOT + 1)
+    p = (1 + np.count_nonzero(boot >= OK_RATIO)) / (BOOT + 1)
     c = np.array([r.rate for r in controls])
     cv = float(np.std(c, ddof=1) / np.mean(c)) if len(c) >= 3 and np.mean(c) > 0 else 0.0
     return _Comparison(rate, control, rate / control if control > 0 else math.inf,
@@ -433,24 +444,38 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
         # Done in well under a second: the rate is one point, and two unthrottled
         # sub-second transfers differ by 2x or more between themselves (timer and
         # scheduler noise). Only a gap far beyond that is worth a second look.
-        v.verdict = "ok" if c.ratio >= SUB_SECOND_OK_RATIO else "inconclusive"
+        # A small object that still came at 10 Mbit/s passed no throttle of the kind
+        # measured here (hundreds of kbit/s): its gap to the controls is round trips.
+        fast = c.ratio >= SUB_SECOND_OK_RATIO or c.rate >= SUB_SECOND_FAST_KBPS
+        v.verdict = "ok" if fast else "inconclusive"
         v.explanation = (f"finished too fast to measure a steady rate ({speeds}); "
                          + ("no sign of a cap." if v.verdict == "ok" else
                             "too short to tell a cap from noise."))
         return v
     flat = [r.flat for r in measured if r.flat is not None]
     wandering = len(flat) > 0 and sum(flat) * 2 < len(flat)
+    # A throttle is a ceiling: even the target's fastest steady second stays far below its
+    # controls. Loss recovery under a shaper with a short queue (or a flow cut down from
+    # full speed) makes the rate wander between stalls and bursts, but never near the
+    # controls' rate; congestion that slows one flow and not the next is seldom 4x deep
+    # in every second of it.
+    peaks = [r.peak for r in measured if r.peak is not None]
+    capped = bool(peaks) and max(peaks) <= CEILING_RATIO * c.control
     if (c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
-            and not wandering):
+            and (capped or not wandering)):
         v.verdict = "throttled"
         shape = {"policing": "policed: flat rate, bursts with silences (drops)",
                  "shaping": "shaped: flat rate, smooth (queued)"}.get(v.signature or "",
                                                                      "flat rate")
+        if wandering:
+            shape = (f"its rate wanders (stalls and bursts of loss recovery) but never rose "
+                     f"above {max(peaks):.0f} kbit/s in any second")
         times = f"{1 / c.ratio:.{0 if c.ratio < 0.1 else 1}f}"
         v.explanation = (f"{times}x slower than its controls ({speeds}, 95 % CI of ratio "
                          f"{c.ci_low:.2f}-{c.ci_high:.2f}); {shape}.")
         return v
-    why = ("its rate wanders like congestion" if wandering else
+    why = ("its rate wanders like congestion, reaching the controls' speed at times"
+           if wandering and c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX else
            f"the evidence is weak (ratio {c.ratio:.2f}, CI {c.ci_low:.2f}-{c.ci_high:.2f}, "
            f"p {c.p_value:.3f})")
     v.explanation = f"slower than its controls ({speeds}) but {why}."
