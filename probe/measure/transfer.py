@@ -9,6 +9,7 @@ stall after data flowed is still a valid rate measurement: failure stays None.
 
 from __future__ import annotations
 
+import math
 import re
 import ssl
 import threading
@@ -32,6 +33,8 @@ KEY_HEADERS = (
     "x-cache", "age", "cache-control", "location",
 )
 _BY_DATA = ("complete", "max_bytes")  # transfers whose span ends at their last byte
+TLS_RECORD = 16_384  # largest TLS plaintext record
+TLS_OVERHEAD = 29  # per record: 5 header bytes + AEAD nonce and tag (TLS 1.2 GCM; 1.3: 22)
 StopWhen = Callable[[list[tuple[float, int]]], bool]
 
 
@@ -202,8 +205,10 @@ class Session:
         failure: str | None = None
         stopped_by = "complete"
         body_length = 0
+        header_bytes = 0
         try:
             response = self.client.send(request, stream=True)
+            header_bytes = _header_bytes(response)
             progress.headers_at = time.monotonic()
             status = response.status_code
             content_type = response.headers.get("content-type")
@@ -277,7 +282,9 @@ class Session:
             "wire_bytes": _wire_bytes(wire_start, wire_end),
             "t0": t0,
             "t": t,
-            **_timing(progress, stopped_by, ended),
+            **_timing(progress, stopped_by, ended,
+                      _arrived(progress.bytes, stopped_by, _wire_bytes(wire_start, wire_end),
+                               header_bytes, parts.scheme == "https")),
             "failure": failure,
             "stopped_by": stopped_by,
             "samples": progress.samples,
@@ -382,11 +389,12 @@ def _outcome(exc: BaseException, progress: _Progress) -> tuple[str, str | None]:
     return "error", classify(exc)
 
 
-def _timing(progress: _Progress, stopped_by: str, ended: float) -> dict:
+def _timing(progress: _Progress, stopped_by: str, ended: float, arrived: int) -> dict:
     """duration_s, ttfb_ms (-> response headers), last_byte_ms and goodput_kbps.
 
     The goodput span ends at the last byte when the object (or our byte budget)
-    arrived, else when we gave up: a stall is part of the rate a user gets.
+    arrived, else when we gave up: a stall is part of the rate a user gets. Its
+    bytes are those that arrived (`_arrived`), not only the whole TLS records read.
     """
     started = progress.started
     if started is None:
@@ -398,8 +406,26 @@ def _timing(progress: _Progress, stopped_by: str, ended: float) -> dict:
         "duration_s": duration,
         "ttfb_ms": _ms(progress.headers_at - started) if progress.headers_at else None,
         "last_byte_ms": _ms(last - started) if last is not None else None,
-        "goodput_kbps": round(progress.bytes * 8 / 1000 / duration, 3) if duration > 0 else None,
+        "goodput_kbps": round(arrived * 8 / 1000 / duration, 3) if duration > 0 else None,
     }
+
+
+def _header_bytes(response: httpx.Response) -> int:
+    """Bytes of the response's status line and header block as they came on the wire."""
+    status_line = len(f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n")
+    return status_line + sum(len(k) + len(v) + 4 for k, v in response.headers.raw) + 2
+
+
+def _arrived(body: int, stopped_by: str, wire: int | None, header_bytes: int,
+             tls: bool) -> int:
+    """Body bytes that reached the probe: the body read, or for a transfer our own stop cut
+    (stable, max_seconds, max_bytes) the kernel's count less the response header and
+    the TLS framing. TLS hands the body over in whole records of up to 16 KiB, so the
+    body read misses the record in flight: at 128 kbit/s, up to a second of data."""
+    if stopped_by not in ("stable", "max_seconds", "max_bytes") or wire is None:
+        return body
+    framing = math.ceil(wire / (TLS_RECORD + TLS_OVERHEAD)) * TLS_OVERHEAD if tls else 0
+    return max(body, wire - header_bytes - framing)
 
 
 def _wire_bytes(start: dict[str, int], end: dict[str, int] | None) -> int | None:
