@@ -143,9 +143,10 @@ def ruleset(mangle: list[str] = (), filter_: list[str] = (), nat: list[str] = ()
 
 
 def htb(dev: str, rate_kbps: float, default: str, queue: str,
-        classes: tuple[str, ...] = (THROTTLED_CLASS,)) -> list[str]:
-    """An HTB root on `dev`: class 1:1 unlimited, each of `classes` at the rate with `queue`."""
-    burst = max(1600, int(rate_kbps * 1000 / 8 * 0.02))  # ~20 ms of tokens
+        classes: tuple[str, ...] = (THROTTLED_CLASS,), burst: int | None = None) -> list[str]:
+    """An HTB root on `dev`: class 1:1 unlimited, each of `classes` at the rate with `queue`
+    and a token bucket of `burst` bytes (default ~20 ms of tokens)."""
+    burst = burst or max(1600, int(rate_kbps * 1000 / 8 * 0.02))
     lines = [
         f"qdisc replace dev {dev} root handle 1: htb default {default} r2q 1",
         f"class add dev {dev} parent 1: classid 1:1 htb rate 10gbit",
@@ -214,7 +215,8 @@ def link(rate_kbps: float) -> list[str]:
 def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
     """A throttler of the zoo on flows whose ClientHello names Twitter, each direction apart.
 
-    police: per-flow token bucket (hashlimit on the 5-tuple), excess dropped, no queue.
+    police: a per-flow token bucket of burst_kb at the rate (an HTB class whose queue holds
+    POLICE_QUEUE_PACKETS packets), so the excess is dropped, not queued.
     shape / shape-deep: a per-flow HTB class with a bfifo of buffer_ms (tail drop when full).
     shared: one HTB class for every marked flow (per subscriber). late: the per-flow shaper
     only once the flow has moved after_kb (connbytes). lossy: random loss on everything.
@@ -226,12 +228,12 @@ def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
                 f"{knobs['loss_pct'] / 100:.4f} -j DROP")
         return Plan(ruleset(filter_=[drop]))
     if name == "police":
-        rate_bytes = int(rate_kbps * 1000 / 8)
+        pre, post = flow_slot_rules()
+        slots = tuple(slot_class(k) for k in range(FLOW_SLOTS))
         burst = max(1600, int(knobs["burst_kb"] * 1000))
-        drop = (f"-A FORWARD -m connmark --mark {MARK} -m hashlimit --hashlimit-above "
-                f"{rate_bytes}b/s --hashlimit-burst {burst}b --hashlimit-mode "
-                "srcip,srcport,dstip,dstport --hashlimit-name police -j DROP")
-        return Plan(ruleset(mangle=marks, filter_=[drop]))
+        tc = [line for dev in ("west", "east") for line in
+              htb(dev, rate_kbps, "1", f"pfifo limit {POLICE_QUEUE_PACKETS}", slots, burst)]
+        return Plan(ruleset(mangle=[*marks, *pre, *post]), tc)
     buffer_ms = knobs["buffer_ms"]
     if name == "shared":
         classify = (f"-A POSTROUTING -m connmark --mark {MARK} "
