@@ -348,3 +348,31 @@ def test_os_errors_get_their_df007_names(code: int, name: str) -> None:
             raise RuntimeError("wrapped") from inner
     except RuntimeError as outer:
         assert classify(outer) == name
+
+
+def test_goodput_of_a_cut_transfer_counts_what_arrived_not_whole_records() -> None:
+    """An early stop at 128 kbit/s leaves up to a second of a TLS record undecrypted: the
+    kernel's count, less the header and the framing, is what arrived."""
+    from probe.measure.transfer import TLS_OVERHEAD, _arrived
+
+    body, wire, header = 65_536, 78_677, 180
+    records = -(-wire // (16_384 + TLS_OVERHEAD))
+    assert _arrived(body, "stable", wire, header, tls=True) == wire - header - records * \
+        TLS_OVERHEAD
+    assert _arrived(body, "max_seconds", wire, header, tls=False) == wire - header
+    # the object's own end, or no kernel count: the body read is exact
+    assert _arrived(body, "complete", wire, header, tls=True) == body
+    assert _arrived(body, "stable", None, header, tls=True) == body
+    # never fewer than the bytes read
+    assert _arrived(body, "stable", body, header, tls=True) == body
+
+
+def test_a_stopped_transfer_reports_goodput_of_the_bytes_that_arrived(
+    server: TestServer, keys: TestKeys, ca_bundle: Path
+) -> None:
+    with _session(keys, ca_bundle) as s:
+        rec = s.fetch(server.url("/slow/400000?kbps=400", NAME), max_seconds=1.5)
+    assert rec["stopped_by"] == "max_seconds" and rec["wire_bytes"] >= rec["bytes"]
+    body_rate = rec["bytes"] * 8 / 1000 / rec["duration_s"]
+    assert rec["goodput_kbps"] >= body_rate
+    assert rec["goodput_kbps"] <= rec["wire_bytes"] * 8 / 1000 / rec["duration_s"]
