@@ -85,6 +85,7 @@ def test_success_record_has_every_field(truth):
         "hostname": "pbs.twimg.com",
         "query_type": "A",
         "transport": "udp",
+        "attempts": 1,
         "answers": [{"answer_type": "A", "ipv4": "203.0.113.10", "ttl": 300}],
         "cname_chain": [],
         "bogons": [],
@@ -421,3 +422,41 @@ def test_doh_answer_dripped_a_byte_at_a_time_is_cut_at_a_deadline(
         elapsed = time.monotonic() - started
     assert record["failure"] == "generic_timeout_error" and record["answers"] == []
     assert elapsed < 5  # not the ~10 s the drip would take
+
+
+def test_a_lost_udp_query_is_sent_again_within_the_timeout() -> None:
+    """A resolver behind a lossy link: the first datagram vanishes, the copy sent after
+    1 s is answered. Loss is not tampering; one query that never came back would be."""
+    import threading
+
+    import dns.message
+    import dns.rrset
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    seen: list[float] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            data, peer = sock.recvfrom(4096)
+            seen.append(time.monotonic())
+            if len(seen) == 1:
+                continue  # dropped on the way
+            query = dns.message.from_wire(data)
+            answer = dns.message.make_response(query)
+            answer.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A",
+                                                     "192.0.2.7"))
+            sock.sendto(answer.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        resolver = Resolver("udp", "127.0.0.1", sock.getsockname()[1])
+        (r,) = measure("lossy.test", [resolver], Clock(), qtypes=("A",), timeout=5)
+    finally:
+        thread.join(6)
+        sock.close()
+    assert r["failure"] is None and r["attempts"] == 2, r
+    assert [a["ipv4"] for a in r["answers"]] == ["192.0.2.7"]
+    assert 0.9 <= seen[1] - seen[0] < 2.0 and r["latency_ms"] < 2500

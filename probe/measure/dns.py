@@ -46,6 +46,7 @@ EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 MAX_DOH_BODY = 65535  # the largest DNS message
 MAX_PARALLEL = 8  # queries in flight at once; bounds threads on small machines
 MAXNS = 3  # glibc reads at most three nameservers from resolv.conf
+UDP_RETRY_S = 1.0  # first wait for a UDP answer before the query is sent again (doubling)
 
 _RCODE_FAILURES = {
     "NOERROR": None,
@@ -245,14 +246,27 @@ def _port_of(resolver: Resolver) -> int:
 def _udp_then_tcp(
     query: dns.message.Message, resolver: Resolver, timeout: float, started: float, record: dict
 ) -> dns.message.Message:
-    """UDP on a connected socket (so ICMP port-unreachable reads as connection_refused);
+    """UDP on a connected socket (so ICMP port-unreachable reads as connection_refused),
+    the query sent again after 1 s, then 2 s, ... within `timeout` as stub resolvers do
+    (a lost datagram is loss, not tampering; a late answer to any copy counts: same id);
     TCP with the time left if the answer comes back truncated."""
     address = resolver.address
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    wait = UDP_RETRY_S
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.connect(_sockaddr(family, address, resolver.port))
-        response = dns.query.udp(query, address, timeout=timeout, port=resolver.port, sock=sock)
+        while True:
+            record["attempts"] = record.get("attempts", 0) + 1
+            remaining = timeout - (time.monotonic() - started)
+            try:
+                response = dns.query.udp(query, address, timeout=min(wait, remaining),
+                                         port=resolver.port, sock=sock)
+                break
+            except dns.exception.Timeout:
+                if timeout - (time.monotonic() - started) <= 0.01:
+                    raise
+                wait *= 2
     if response.flags & dns.flags.TC:
         record["transport"] = "tcp"
         remaining = timeout - (time.monotonic() - started)
