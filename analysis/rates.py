@@ -32,7 +32,8 @@ MAX_BINS = 1_000_000  # bin_rates gives up beyond this: 11 days of 1 s bins
 # CONTROL_MIN_KBPS), so after SLOW_SECONDS of data such a flow may stop, however it wanders.
 SLOW_KBPS = 200.0
 SLOW_SECONDS = 4.0
-STARTUP_STALL_S = 0.5  # a silence this long early in a flow is its start-up loss episode
+STARTUP_STALL_S = 0.5  # a silence this long is a loss episode (a retransmission timeout)
+CATCHUP_S = 1.5  # after it, data held out of order comes in bursts above the link's rate
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,13 @@ def first_byte(t: np.ndarray, b: np.ndarray) -> float | None:
 def steady_window(t: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
     """(start, end) in seconds of the part past slow start, or None before the first byte.
 
-    The first third of the data phase is skipped (slow start, a policer's token burst),
-    and so is a start-up loss episode: slow start overshooting a short queue ends in a
-    silence of a retransmission timeout, then a burst of the data held out of order. A
-    silence of STARTUP_STALL_S or more that ends in the first half moves the start to
-    the read just after it, so neither the silence nor its burst counts.
+    The first third of the data phase is skipped (slow start, a policer's token burst).
+    The window never begins inside a loss episode: slow start overshooting a short queue
+    ends in a silence of a retransmission timeout, then a burst of the data held out of
+    order while the link kept delivering at its rate. A window that began after the
+    silence but within the burst would count the data without the time it took, so a
+    start within a silence of STARTUP_STALL_S or more, or within CATCHUP_S after it, moves
+    back to where the silence began: the window holds the whole episode, which averages out.
     """
     first = first_byte(t, b)
     if first is None:
@@ -101,9 +104,10 @@ def steady_window(t: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
     moves = t[np.nonzero(np.diff(b) > 0)[0] + 1]
     if len(moves) >= 2:
         gaps = np.diff(moves)
-        after = moves[1:][(gaps >= STARTUP_STALL_S) & (moves[1:] <= first + (end - first) / 2)]
-        if len(after):
-            start = max(start, float(after[-1]))
+        for i in np.nonzero(gaps >= STARTUP_STALL_S)[0]:
+            if moves[i] < start <= moves[i + 1] + CATCHUP_S:
+                start = float(moves[i])
+                break
     return start, end
 
 

@@ -12,7 +12,7 @@ else all controls). Decision rules, in order (thresholds below):
    AND at least half of its controls' repetitions succeeding; if the
    controls fail too the network is down: inconclusive.
 2. Rates. Each measurement's rate is the steady-state rate (past slow start)
-   of its largest transfer. ratio = median target rate / median control rate,
+   of its longest transfer of at least MIN_BYTES. ratio = median target rate / median control rate,
    with a 95 % interval and a p-value from a two-level bootstrap: repetitions
    are resampled, and inside each transfer the 250 ms throughput bins are
    resampled in 1 s blocks (moving-block bootstrap), which keeps the
@@ -229,7 +229,12 @@ def _reps(r: Results) -> list[_Rep]:
         # A transfer cut by an error still measured a rate until then, if it moved enough.
         ok = [t for t in trs if t["bytes"] > 0
               and (pd.isna(t["failure"]) or t["bytes"] >= MIN_BYTES)]
-        if ok:
+        big = [t for t in ok if t["bytes"] >= MIN_BYTES]
+        if big:  # the longest window to read a rate off: under a throttle that starts
+            # after the first KB, a later segment; ties go to the largest, then the first
+            main = max(big, key=lambda t: (0.0 if pd.isna(t["duration_s"]) else
+                                           float(t["duration_s"]), t["bytes"]))
+        elif ok:
             main = max(ok, key=lambda t: t["bytes"])  # the first of the largest
         sni = m.get("sni")
         if main is not None and not pd.isna(main["sni"]):
