@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis import load
+from analysis import commands, load
 from analysis.rates import RateEstimate, estimate, goodput_kbps, stop_when
 from analysis.report import write_report
 from analysis.signature import KINDS, plateau, signature
@@ -261,9 +262,13 @@ def test_a_clock_jump_is_judged_and_the_explanation_says_what_was_skipped(
 
 @REPORT_SETTINGS
 @given(st.lists(DIRECT, min_size=2, max_size=4).filter(lambda x: len(x) % 2 == 0))
-def test_report_of_random_run_folders(transfers: list[dict]) -> None:
+def test_report_and_commands_on_random_run_folders(transfers: list[dict]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        _write_folder(Path(tmp) / "results", 2, transfers, True)
-        written = write_report(load([str(Path(tmp) / "results")]), Path(tmp) / "report.html")
+        results = str(Path(tmp) / "results")
+        _write_folder(Path(results), 2, transfers, True)
+        written = write_report(load([results]), Path(tmp) / "report.html")
         assert all(p.stat().st_size > 0 for p in written)
         assert "Throttling report" in (Path(tmp) / "report.html").read_text()
+        for command, fmt in ((commands.verdicts, "table"), (commands.aggregate, "json")):
+            res = CliRunner().invoke(command, [results, "--format", fmt])
+            assert res.exit_code == 0 and res.exception is None, res.output
