@@ -327,6 +327,28 @@ def test_rules_live_only_in_router_n(lab: Lab, hop: int) -> None:
             assert not rules(ns)
 
 
+def test_zoo_scenarios_live_only_in_router_n_with_their_knobs(lab: Lab) -> None:
+    from probe.lab.scenarios import ZOO, Tuning
+
+    for name in ZOO:
+        state = lab.scenario(name, rate_kbps=256, hop=3,
+                             tuning=Tuning(burst_kb=8, buffer_ms=500, after_kb=50, loss_pct=1))
+        knobs = {k: v for k, v in state["scenario"].items()
+                 if k in ("burst_kb", "buffer_ms", "after_kb", "loss_pct")}
+        assert knobs == {"police": {"burst_kb": 8}, "lossy": {"loss_pct": 1}, "late":
+                         {"buffer_ms": 500, "after_kb": 50}}.get(name, {"buffer_ms": 500}), name
+        for h, ns in enumerate(lab.names.routers, start=1):
+            assert bool(rules(ns)) == (h == 3), (name, ns)
+            assert ("htb" in qdiscs(ns)) == (h == 3 and name != "lossy"), (name, ns)
+        r3 = lab.names.router(3)
+        classes = system.ns_run(r3, ["tc", "class", "show", "dev", "west"])
+        per_flow = name not in ("shared", "lossy")
+        assert classes.count("rate 256Kbit") == (8 if per_flow else 1 if name == "shared"
+                                                 else 0), (name, classes)
+    lab.scenario("clean")
+    assert not any(rules(ns) for ns in lab.names.routers)
+
+
 def test_trigger_whose_ttl_expires_at_the_throttler_still_marks_the_flow(lab: Lab) -> None:
     """What the locate experiment relies on: inspection before the TTL check."""
     lab.scenario("sni-throttle", rate_kbps=400, hop=3)

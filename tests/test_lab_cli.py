@@ -36,3 +36,31 @@ def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(lab, ["scenario", "nonsense", "--dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "sni-throttle" in result.output
+
+
+@pytest.mark.parametrize("option", [["--loss", "150"], ["--buffer-ms", "-1"],
+                                    ["--burst", "x"], ["--after-kb", "-5"]])
+def test_zoo_knobs_out_of_range_are_usage_errors(tmp_path: Path, option: list) -> None:
+    result = CliRunner().invoke(lab, ["scenario", "lossy", *option, "--dir", str(tmp_path)])
+    assert result.exit_code == 2 and option[0] in result.output, result.output
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_zoo_plans_use_the_kernel_parts_they_describe() -> None:
+    from probe.lab.scenarios import FLOW_SLOTS, Tuning, plan
+
+    police = plan("police", 128, "192.0.2.6", Tuning(burst_kb=8))
+    assert police.tc.count("class add dev west parent 1: classid 1:40 htb rate 128kbit ceil "
+                           "128kbit burst 8000 cburst 8000") == 1
+    assert sum("pfifo limit 3" in line for line in police.tc) == 2 * FLOW_SLOTS
+    assert police.iptables.count("--mode nth") == FLOW_SLOTS
+    shape = plan("shape", 128, "192.0.2.6", Tuning(buffer_ms=1500))
+    assert sum("bfifo limit 24000" in line for line in shape.tc) == 2 * FLOW_SLOTS
+    deep = plan("shape-deep", 128, "192.0.2.6")
+    assert sum("bfifo limit 160000" in line for line in deep.tc) == 2 * FLOW_SLOTS
+    shared = plan("shared", 128, "192.0.2.6")
+    assert "--set-class 1:10" in shared.iptables and "nth" not in shared.iptables
+    late = plan("late", 128, "192.0.2.6", Tuning(after_kb=64))
+    assert late.iptables.count("--connbytes 64000: --connbytes-dir both") == FLOW_SLOTS
+    lossy = plan("lossy", 128, "192.0.2.6", Tuning(loss_pct=3))
+    assert "--mode random --probability 0.0300 -j DROP" in lossy.iptables and not lossy.tc
