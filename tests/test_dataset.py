@@ -1,8 +1,8 @@
 """The Russia Twitter Throttle dataset: loading, both rules, change-points, CLI and reports.
 
 Real-data tests read the dataset from $DATASET_DIR (default: the repository's sibling
-../shared/datasets/russia-twitter-throttle, else /work/shared/...) and skip when it is
-absent; the rules, the detector and the error handling are also tested on small synthetic inputs.
+../shared/datasets/russia-twitter-throttle) and skip when it is absent; the rules, the
+detector and the error handling are also tested on small synthetic inputs.
 """
 
 from __future__ import annotations
@@ -28,13 +28,9 @@ from analysis.report_dataset import write_report
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[1]
-_CANDIDATES = [
-    REPO.parent / "shared" / "datasets" / "russia-twitter-throttle",  # beside the checkout
-    Path("/work/shared/datasets/russia-twitter-throttle"),  # the workplace's shared folder
-]
 DATASET_DIR = Path(
     os.environ.get("DATASET_DIR")
-    or next((p for p in _CANDIDATES if (p / "data").is_dir()), _CANDIDATES[0])
+    or REPO.parent / "shared" / "datasets" / "russia-twitter-throttle"  # beside the checkout
 )
 needs_data = pytest.mark.skipif(
     not (DATASET_DIR / "data").is_dir(),

@@ -88,7 +88,9 @@ MOBILE_NAME_PATTERN = re.compile(
     re.IGNORECASE,
 )
 
-LANDLINE_LIFT = pd.Timestamp("2021-05-17 13:40", tz="UTC")  # 16:40 Moscow time (field notes)
+# 16:40 Moscow time (Xue et al., "Throttling Twitter: An Emerging Censorship Technique in
+# Russia", IMC 2021)
+LANDLINE_LIFT = pd.Timestamp("2021-05-17 13:40", tz="UTC")
 
 ATTRIBUTION: dict[str, Any] = {
     "dataset": "Russia Twitter Throttle Dataset",
@@ -126,7 +128,7 @@ class OursRule:
     """Our stricter rule: the 2021 throttle's signature, relative to a fast control.
 
     Why: the throttler policed Twitter flows to 130-150 kbit/s and whole-object page
-    speeds had a median of ~109 kbit/s (field notes). A Twitter download at or below
+    speeds had a median of ~109 kbit/s (Xue et al., IMC 2021). A Twitter download at or below
     ``band_max_kbps`` while the control on the same connection ran at least
     ``control_min_kbps`` (5x the band ceiling, so a slow line cannot pass) and the test
     was at most ``max_ratio`` of the control (>= 90% slower) is the throttle. A slow
