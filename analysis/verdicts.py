@@ -2,7 +2,7 @@
 
 A target is never judged alone: it is compared with controls measured in the
 same run, interleaved with it (its `pair`, else controls of the same kind,
-else all controls). Decision rules, in order (thresholds below):
+else all controls). Decision rules, in order (thresholds in thresholds.py):
 
 1. Failures. Each measurement is classified by the first step that failed:
    DNS (bogon answers, or no address) -> dns-tampered; TCP connect, a TLS
@@ -42,36 +42,49 @@ else all controls). Decision rules, in order (thresholds below):
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from probe.names import TWITTER_DOMAINS as TWITTER_NAMES
+from probe.names import is_twitter_name
+
+from .bootstrap import _compare
+from .features import CERT_FAILURES, _Rep, _reps, _sender_tcpinfo, _stage, rate_series
 from .load import Results, load
-from .rates import as_arrays, bin_rates, estimate, steady_window
+from .rates import estimate
 from .signature import signature
+from .thresholds import (
+    ALPHA,
+    BIN_S,
+    BLOCK_BINS,
+    BOOT,
+    CEILING_RATIO,
+    CI_HIGH_MAX,
+    CONTROL_MAX_CV,
+    CONTROL_MIN_KBPS,
+    MAX_BOOT_BINS,
+    MIN_BYTES,
+    OK_RATIO,
+    PEAK_WINDOW_S,
+    SUB_SECOND_FAST_KBPS,
+    SUB_SECOND_OK_RATIO,
+    THROTTLED_RATIO,
+)
+
+# The names this module has always offered, wherever they are defined now.
+__all__ = [
+    "ALPHA", "BIN_S", "BLOCK_BINS", "BOOT", "CEILING_RATIO", "CERT_FAILURES", "CI_HIGH_MAX",
+    "CONTROL_MAX_CV", "CONTROL_MIN_KBPS", "FIELDS", "MAX_BOOT_BINS", "MIN_BYTES", "OK_RATIO",
+    "PEAK_WINDOW_S", "SUB_SECOND_FAST_KBPS", "SUB_SECOND_OK_RATIO", "THROTTLED_RATIO",
+    "TWITTER_NAMES", "VERDICTS", "Verdict", "_Rep", "_stage", "_trigger", "is_twitter_name",
+    "judge", "rate_series", "run_verdicts", "transfer_table", "verdicts",
+]
 
 VERDICTS = ("ok", "throttled", "blocked", "dns-tampered", "tls-tampered", "inconclusive")
-OK_RATIO = 0.7
-THROTTLED_RATIO = 0.5
-SUB_SECOND_OK_RATIO = 0.2  # transfers too short for a steady rate: noise reaches 2-3x
-SUB_SECOND_FAST_KBPS = 10_000.0  # ... and a short transfer this fast was not throttled
-CI_HIGH_MAX = 0.7
-ALPHA = 0.01
-CONTROL_MIN_KBPS = 400.0
-CONTROL_MAX_CV = 0.6
-MIN_BYTES = 16 * 1024  # a transfer smaller than this says more about RTT than about rate
-PEAK_WINDOW_S = 1.0  # the ceiling test's windows
-CEILING_RATIO = 0.25  # a wandering rate is a throttle only if its fastest second stays 4x below
-BIN_S = 0.25
-BLOCK_BINS = 4
-MAX_BOOT_BINS = 4 * 600  # bootstrap bins of the probe's longest transfer (--max-seconds 600)
-BOOT = 1000
-CERT_FAILURES = ("ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate")
-TWITTER_NAMES = ("twitter.com", "twimg.com", "t.co", "x.com")
 FIELDS = ["run_id", "target", "host", "family", "kind", "experiment", "direction", "verdict",
           "trigger", "rate_kbps", "control_rate_kbps", "ratio", "ci_low", "ci_high", "p_value",
           "signature", "repetitions", "controls", "explanation"]
@@ -109,233 +122,6 @@ class Verdict:
             d["p_value"] = float(f"{d['p_value']:.3g}")
         return d
 
-
-def is_twitter_name(name: str | None) -> bool:
-    """A Twitter SNI (`*.twimg.com`, `twitter.com`, `t.co`, `x.com`): exact or subdomain."""
-    name = (name or "").lower().rstrip(".")
-    return any(name == n or name.endswith("." + n) for n in TWITTER_NAMES)
-
-
-# --- per measurement ---------------------------------------------------------
-
-
-@dataclass
-class _Rep:
-    """One measurement boiled down: its stage, rate, bins and shape."""
-
-    measurement_id: str
-    target: str
-    family: str | None
-    kind: str | None
-    host: str | None
-    sni: str | None
-    experiment: str
-    direction: str
-    stage: str  # ok | dns | tcp | tls-reset | tls-cert | http
-    rate: float | None = None
-    bins: np.ndarray | None = None
-    shape: str | None = None
-    flat: bool | None = None
-    steady: bool = False  # rate from a steady-state window, not a sub-second goodput
-    status: int | None = None  # HTTP status of the main transfer
-    peak: float | None = None  # kbit/s of its fastest steady second (90th percentile)
-    note: str | None = None  # a step that could not be computed, and why
-
-
-def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
-    """measurement_id -> its rows of `table` (None if it has none), found by index."""
-    where = table.groupby("measurement_id", sort=False).indices if len(table) else {}
-    return lambda mid: table.iloc[where[mid]] if mid in where else None
-
-
-def _stage(m: dict, dns: pd.DataFrame | None, tcp: pd.DataFrame | None,
-           tls: pd.DataFrame | None) -> str:
-    """Which step failed a measurement that moved no usable data."""
-    if dns is not None and len(dns) and dns["bogons"].fillna("").ne("").any():
-        return "dns"
-    if tcp is None or not len(tcp):  # nothing was connected to: DNS gave no address
-        failure = str(m.get("failure") or "")
-        asked = dns is not None and len(dns) > 0
-        return "dns" if asked or failure.startswith("dns_") or not failure else "tcp"
-    if not tcp["success"].fillna(False).astype(bool).any():
-        return "tcp"
-    if tls is not None and len(tls):
-        failures = tls["failure"].dropna()
-        if failures.isin(CERT_FAILURES).any():
-            return "tls-cert"
-        if len(failures) and not tls["failure"].isna().any():
-            return "tls-reset"
-    return "http"
-
-
-def rate_series(r: Results) -> dict[str, np.ndarray]:
-    """Per transfer, the (t_ms, cumulative bytes) series to judge its rate on.
-
-    The kernel's wire count (tcpinfo.csv `wire_bytes`, every 100 ms) where the
-    probe recorded it, else the body samples: TLS releases the body in whole
-    records of up to 16 KiB, a staircase with one step a second at 130 kbit/s.
-    """
-    series = _split_by_transfer(r.samples, "bytes")
-    info = r.tcpinfo
-    if "wire_bytes" in info.columns:
-        wire = _split_by_transfer(info.dropna(subset=["wire_bytes"]), "wire_bytes")
-        series.update({k: v for k, v in wire.items() if len(v) >= 3})
-    return series
-
-
-def _split_by_transfer(table: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
-    """{transfer_id: (t_ms, column) rows sorted by time}, sliced from one sorted array
-    (a pandas groupby that builds a frame per transfer costs 10x more)."""
-    ordered = table.sort_values(["transfer_id", "t_ms"], kind="stable")
-    keys = ordered["transfer_id"].to_numpy()
-    values = ordered[["t_ms", column]].to_numpy(float)
-    if not len(keys):
-        return {}
-    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    starts, ends = np.r_[0, cuts], np.r_[cuts, len(keys)]
-    return {keys[a]: values[a:b] for a, b in zip(starts, ends, strict=True)}
-
-
-def _sender_tcpinfo(r: Results) -> dict[str, list[dict]]:
-    """TCP_INFO snapshots of uploads only: on a download the probe's kernel sees no losses."""
-    up = set(r.transfers.loc[r.transfers["direction"] == "up", "transfer_id"])
-    if not up:
-        return {}
-    info = r.tcpinfo[r.tcpinfo["transfer_id"].isin(up)]
-    return {k: g.to_dict("records") for k, g in info.groupby("transfer_id", sort=False)}
-
-
-def _reps(r: Results) -> list[_Rep]:
-    """Every measurement boiled down (plain records here: per-row pandas is too slow)."""
-    tr = r.transfers
-    samples = rate_series(r)
-    tcpinfo = _sender_tcpinfo(r)
-    by_m: dict[str, list[dict]] = {}
-    for t in tr.to_dict("records"):
-        by_m.setdefault(t["measurement_id"], []).append(t)
-    # Row positions per measurement; the rows are only looked at for failures.
-    dns, tcp, tls = (_rows_of(t) for t in (r.dns, r.tcp, r.tls))
-    ms = r.measurements
-    if not len(ms):  # no JSONL: the measurements the CSVs know of
-        ms = tr.drop_duplicates("measurement_id").assign(pair=None, failure=None)
-    reps = []
-    for m in ms.to_dict("records"):
-        mid = m["measurement_id"]
-        trs = by_m.get(mid, [])
-        main, direction = None, "up" if m.get("experiment") == "upload" else "down"
-        directions = [t["direction"] for t in trs if not pd.isna(t["direction"])]
-        if directions:
-            direction = str(directions[0])
-        # A transfer cut by an error still measured a rate until then, if it moved enough.
-        ok = [t for t in trs if t["bytes"] > 0
-              and (pd.isna(t["failure"]) or t["bytes"] >= MIN_BYTES)]
-        big = [t for t in ok if t["bytes"] >= MIN_BYTES]
-        if big:  # the longest window to read a rate off: under a throttle that starts
-            # after the first KB, a later segment; ties go to the largest, then the first
-            main = max(big, key=lambda t: (0.0 if pd.isna(t["duration_s"]) else
-                                           float(t["duration_s"]), t["bytes"]))
-        elif ok:
-            main = max(ok, key=lambda t: t["bytes"])  # the first of the largest
-        sni = m.get("sni")
-        if main is not None and not pd.isna(main["sni"]):
-            sni = main["sni"]
-        elif sni is None or pd.isna(sni):
-            sni = m.get("host")
-        rep = _Rep(mid, m["target"], _s(m.get("family")), _s(m.get("kind")), _s(m.get("host")),
-                   _s(sni), _s(m.get("experiment")) or "target",
-                   _s(main["direction"]) if main is not None else direction,
-                   _stage(m, dns(mid), tcp(mid), tls(mid)) if main is None else "ok")
-        if main is not None and not pd.isna(main["status_code"]):
-            rep.status = int(main["status_code"])
-        if main is not None and main["bytes"] >= MIN_BYTES:
-            s = samples.get(main["transfer_id"])
-            _rate_into(rep, main, s, tcpinfo.get(main["transfer_id"], []))
-        reps.append(rep)
-    return reps
-
-
-def _s(v: object) -> str | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
-
-
-def _rate_into(rep: _Rep, transfer: dict, s: np.ndarray | None, tcp_info: list) -> None:
-    """Fill `rep`'s rate, bootstrap bins and shape from its main transfer: the steady-state
-    rate when the transfer had a steady window of a second or more, else its goodput."""
-    if s is None or len(s) < 2:
-        rep.rate = float(transfer["goodput_kbps"]) if not pd.isna(transfer["goodput_kbps"]) \
-            else None
-        rep.bins = None if rep.rate is None else np.array([rep.rate])
-        return
-    est = estimate(s)
-    rep.steady = est.window_s >= 1.0
-    rep.rate = est.rate_kbps if rep.steady else est.goodput_kbps
-    t, b = as_arrays(s)
-    window = steady_window(t, b)
-    bins = np.zeros(0)
-    if window and est.window_s >= 1.0:
-        n = int((window[1] - window[0]) // BIN_S)
-        if n > MAX_BOOT_BINS:  # a clock jump: a bootstrap over millions of bins cannot be held
-            rep.note = (f"a steady window of {window[1] - window[0]:.3g} s, longer than any "
-                        "transfer, was bootstrapped as one value")
-        elif n >= 2 * BLOCK_BINS:
-            edges = window[1] - BIN_S * np.arange(n, -1, -1)
-            bins = np.diff(np.interp(edges, t, b)) * 8 / 1000 / BIN_S
-    rep.bins = bins if len(bins) else (None if rep.rate is None else np.array([rep.rate]))
-    if window and rep.steady:
-        seconds = bin_rates(t, b, window[0], window[1], PEAK_WINDOW_S)
-        rep.peak = float(np.percentile(seconds, 90)) if len(seconds) else rep.rate
-    sig = signature(s, tcp_info, rep.direction)
-    rep.shape, rep.flat = sig.kind, sig.plateau.flat
-
-
-# --- statistics --------------------------------------------------------------
-
-
-def _boot_means(bins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """BOOT moving-block bootstrap means of one transfer's bins."""
-    n = len(bins)
-    if n < 2 * BLOCK_BINS:
-        return np.full(BOOT, float(np.mean(bins)))
-    k = math.ceil(n / BLOCK_BINS)
-    starts = rng.integers(0, n - BLOCK_BINS + 1, size=(BOOT, k))
-    idx = (starts[:, :, None] + np.arange(BLOCK_BINS)).reshape(BOOT, -1)[:, :n]
-    return bins[idx].mean(axis=1)
-
-
-def _boot_group(reps: list[_Rep], rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap medians of a group: repetitions resampled, bins block-resampled inside."""
-    means = np.stack([_boot_means(r.bins, rng) for r in reps], axis=1)  # (BOOT, reps)
-    if len(reps) > 1:
-        pick = rng.integers(0, len(reps), size=(BOOT, len(reps)))
-        means = np.take_along_axis(means, pick, axis=1)
-    return np.median(means, axis=1)
-
-
-@dataclass
-class _Comparison:
-    rate: float
-    control: float
-    ratio: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    control_cv: float
-
-
-def _compare(subject: list[_Rep], controls: list[_Rep], seed: int) -> _Comparison:
-    """Median rates, their ratio with a bootstrap interval and p-value, and how much the
-    controls vary. The p-value tests the null hypothesis "the subject runs at OK_RATIO of
-    its controls' rate or faster (not throttled)": the share of resamples where it does."""
-    rng = np.random.default_rng(seed)
-    rate = float(np.median([r.rate for r in subject]))
-    control = float(np.median([r.rate for r in controls]))
-    boot = _boot_group(subject, rng) / np.maximum(_boot_group(controls, rng), 1e-9)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    p = (1 + np.count_nonzero(boot >= OK_RATIO)) / (BOOT + 1)
-    c = np.array([r.rate for r in controls])
-    cv = float(np.std(c, ddof=1) / np.mean(c)) if len(c) >= 3 and np.mean(c) > 0 else 0.0
-    return _Comparison(rate, control, rate / control if control > 0 else math.inf,
-                       float(lo), float(hi), float(p), cv)
 
 
 # --- verdicts ----------------------------------------------------------------

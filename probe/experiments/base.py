@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from probe.measure.transfer import Limits
+from probe.names import is_twitter_name
 from probe.targets import Target
 
 # Each variant moves at most this much, and stops earlier once its rate is stable:
@@ -14,14 +15,7 @@ from probe.targets import Target
 # unthrottled one reaches the byte cap first.
 MAX_BYTES = 1_000_000
 MAX_SECONDS = 8.0
-TWITTER_DOMAINS = ("twitter.com", "twimg.com", "t.co", "x.com")
 NEUTRAL_FALLBACK = "example.com"  # neutral SNI when the server URL names an IP address
-
-
-def is_twitter_name(name: str | None) -> bool:
-    """Exact Twitter domains and their subdomains (labels, not substrings)."""
-    name = (name or "").lower().rstrip(".")
-    return any(name == d or name.endswith("." + d) for d in TWITTER_DOMAINS)
 
 
 @dataclass(frozen=True)
