@@ -29,9 +29,9 @@ class TerminalProgress:
             self.progress.start()
             self.task = self.progress.add_task("starting", total=payload)
         elif event == "measuring" and self.task is not None:
-            target = getattr(payload, "target", payload)  # an experiment carries its target
+            name = payload.target.name  # every item of a run is an Experiment
             self.progress.update(self.task,
-                                 description=for_terminal(f"measuring {target.name}").plain)
+                                 description=for_terminal(f"measuring {name}").plain)
         elif event == "measured" and self.task is not None:
             self.progress.advance(self.task)
 

@@ -1,29 +1,22 @@
-"""One probe run: every target, `repeat` times, Twitter and controls interleaved.
+"""One probe run: which measurement when, and when to stop.
 
-Each target at each repetition is one measurement: DNS, then TCP/TLS and the
-media transfers on the address DNS gave (or `--connect-to`). The measurement
-is appended to the JSONL the moment it ends; the CSVs are derived at the end.
+Every listed target `repeat` times, Twitter and controls interleaved, with the
+differential experiments woven in among them; the data budget and stop requests
+end a run early. `probe.measurement` measures each item; its envelope is appended
+to the JSONL the moment it ends, and the CSVs are derived at the end.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
-import secrets
-import ssl
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
-from probe import __version__
-from probe.measure import dns, media
-from probe.measure.clock import Clock
-from probe.measure.keys import TestKeys
+from probe.measure import dns
 from probe.measure.tls import make_context
-from probe.measure.transfer import Limits, Session, StopWhen
+from probe.measure.transfer import Limits
+from probe.measurement import Experiment, ListedTarget, MeasureContext, measure
 from probe.operate.budget import Budget, measurement_bytes
 from probe.operate.privacy import Scrubber, local_addresses
 from probe.results import csvs
@@ -33,8 +26,6 @@ from probe.results.jsonl import JsonlWriter
 from probe.targets import Target, interleave
 
 log = logging.getLogger("probe")
-TEST_NAME = "throttle_probe"
-TEST_VERSION = "0.2.0"  # the record format: failure names changed in 0.2
 
 
 @dataclass
@@ -100,7 +91,7 @@ class Runner:
     def __init__(self, config: RunConfig, targets: list[Target], observer: Observer = _silent):
         self.config = config
         self.targets = interleave(targets)
-        self.items: list[Target | Experiment] = self._items()
+        self.items: list[Experiment] = self._items()
         self.observer = observer
         self.ssl_context = make_context(config.ca_bundle)
         self.resolvers = self._resolvers()
@@ -110,19 +101,20 @@ class Runner:
         self.stop_when = None
         if config.early_stop:
             # The estimator the analysis trusts decides when a rate is known (and
-            # pulls in pandas, so it is imported only when used).
-            from analysis.rates import stop_when
+            # pulls in numpy, so it is imported only when used).
+            from probe.measure.rate import stop_when
 
             self.stop_when = stop_when
 
-    def _items(self) -> list[Target | Experiment]:
-        """Targets, then the differential experiments woven in among them."""
+    def _items(self) -> list[Experiment]:
+        """The listed targets, with the differential experiments woven in among them."""
+        listed: list[Experiment] = [ListedTarget(t) for t in self.targets]
         if not (self.config.server and self.config.experiments):
-            return list(self.targets)
+            return listed
         from probe.experiments import plan as plan_experiments
 
         experiments = plan_experiments(self.config.server, self.config.experiments, self.targets)
-        return _weave(list(self.targets), list(experiments))
+        return _weave(listed, list(experiments))
 
     def request_stop(self, reason: str) -> None:
         """Finish the measurement in flight, then stop (e.g. on SIGTERM)."""
@@ -225,30 +217,10 @@ class Runner:
     def _write_info(self, folder: Path, info: dict) -> None:
         run_folder.write_run_json(folder, self.scrubber.record(info))
 
-    def measure(self, item: Target | Experiment, repetition: int, run_id: str) -> dict:
-        """Measure one target (or run one experiment) once; never raises for network
-        faults, nor for our own bugs: those are recorded and the run goes on."""
-        started = run_folder.utc_now()
-        clock = Clock()
-        keys = TestKeys()
-        measurement_id = f"{run_id}-{secrets.token_hex(4)}"
-        ctx = self.context()
-        extra: dict = {}
-        try:
-            if isinstance(item, Target):
-                extra = measure_target(ctx, keys, clock, item, measurement_id)
-            else:
-                extra = item.run(ctx, keys, clock, measurement_id)
-        except Exception as exc:  # a bug must not cost the rest of the run
-            extra = {"failure": f"unknown_failure: internal error: {type(exc).__name__}: {exc}",
-                     "internal_error": traceback.format_exc(limit=8)}
-        target = item if isinstance(item, Target) else item.target
-        experiment = "target" if isinstance(item, Target) else item.name
-        return envelope(
-            run_id=run_id, measurement_id=measurement_id, started=started,
-            runtime=clock.now(), target=target, repetition=repetition,
-            experiment=experiment, keys=keys, extra=extra, network=self.config.network,
-        )
+    def measure(self, item: Experiment, repetition: int, run_id: str) -> dict:
+        """Measure one item once (see `probe.measurement.measure`)."""
+        return measure(item, self.context(), run_id=run_id, repetition=repetition,
+                       network=self.config.network)
 
     def context(self) -> MeasureContext:
         """What one measurement needs, with the object limits shrunk to the data budget."""
@@ -264,100 +236,6 @@ class Runner:
         )
 
 
-@dataclass
-class MeasureContext:
-    """The run-wide settings a single measurement (or experiment) works with."""
-
-    resolvers: list[dns.Resolver]
-    ssl_context: ssl.SSLContext
-    limits: Limits
-    stop_when: StopWhen | None
-    allow_nets: list[str]
-    dns_timeout: float
-    ca_bundle: Path | None
-    connect_to: dict[str, str]
-
-    def resolve(self, keys: TestKeys, clock: Clock, host: str, pinned: str | None) -> dict:
-        """DNS for `host` into `keys.queries`; returns `address` (None: no usable answer),
-        the consistency flags and, without an address, the DNS failure."""
-        if _is_ip(host):
-            return {"address": host.strip("[]"), "dns_consistency": dns.consistency([])}
-        keys.queries.extend(
-            dns.measure(host, self.resolvers, clock, timeout=self.dns_timeout,
-                        ca_bundle=self.ca_bundle, allow_nets=self.allow_nets)
-        )
-        pinned = pinned or self.connect_to.get(host.lower())
-        address = pinned or dns.pick_address(keys.queries, self.allow_nets)
-        out = {"address": address,
-               "dns_consistency": dns.consistency(keys.queries, self.allow_nets)}
-        if address is None:
-            out["failure"] = _dns_failure(keys.queries)
-        return out
-
-
-class Experiment(Protocol):
-    """A differential experiment (probe/experiments/): one measurement of the run."""
-
-    name: str  # the `experiment` column: sni, split, upload
-    target: Target  # what the rows are labelled with (synthesised, not from a file)
-
-    def run(self, ctx: MeasureContext, keys: TestKeys, clock: Clock, mid: str) -> dict: ...
-
-
-def measure_target(ctx: MeasureContext, keys: TestKeys, clock: Clock, target: Target,
-                   mid: str) -> dict:
-    """A listed target: DNS, then TCP, TLS and the media transfers on the address found."""
-    extra = ctx.resolve(keys, clock, target.host, target.connect_to)
-    if extra["address"] is None:
-        return extra
-    with Session(keys, clock, address=extra["address"], sni=target.sni,
-                 ssl_context=ctx.ssl_context, limits=ctx.limits,
-                 transfer_prefix=mid) as session:
-        media.measure_target(session, target.url, target.kind, ctx.limits,
-                             stop_when=ctx.stop_when)
-    extra["failure"] = first_failure(keys)
-    return extra
-
-
-def envelope(*, run_id: str, measurement_id: str, started: dt.datetime, runtime: float,
-             target: Target, repetition: int, experiment: str, keys: TestKeys,
-             extra: dict, network: dict | None = None) -> dict:
-    """An OONI df-000 measurement envelope around our test keys.
-
-    The probe's address is never written (OONI's placeholder stands in); ASN
-    and country only when the user's own database (--asn-db) gave them.
-    """
-    test_keys = keys.as_dict()
-    test_keys.update(extra)
-    test_keys.setdefault("failure", None)
-    return {
-        "data_format_version": "0.2.0",
-        "software_name": "throttle-probe",
-        "software_version": __version__,
-        "test_name": TEST_NAME,
-        "test_version": TEST_VERSION,
-        "report_id": run_id,
-        "run_id": run_id,
-        "measurement_id": measurement_id,
-        "measurement_start_time": started.strftime("%Y-%m-%d %H:%M:%S"),
-        "test_start_time": started.strftime("%Y-%m-%d %H:%M:%S"),
-        "test_runtime": runtime,
-        "input": target.url,
-        "probe_asn": (network or {}).get("asn") or "AS0",
-        "probe_cc": (network or {}).get("cc") or "ZZ",
-        "probe_ip": "127.0.0.1",
-        "annotations": {"experiment": experiment},
-        "target": {
-            "name": target.name, "url": target.url, "host": target.host,
-            "family": target.family, "kind": target.kind, "sni": target.sni,
-            "connect_to": target.connect_to, "pair": target.pair,
-        },
-        "repetition": repetition,
-        "experiment": experiment,
-        "test_keys": test_keys,
-    }
-
-
 def _weave(a: list, b: list) -> list:
     """Spread the items of `b` evenly among those of `a` (both orders kept)."""
     if not a or not b:
@@ -371,35 +249,3 @@ def _weave(a: list, b: list) -> list:
         else:
             out.append(a[i - j])
     return out
-
-
-def first_failure(keys: TestKeys) -> str | None:
-    """The failure that ended the measurement, in the order the steps happen."""
-    for c in keys.tcp_connect:
-        if c["status"]["failure"]:
-            return c["status"]["failure"]
-    for h in keys.tls_handshakes:
-        if h.get("failure") and not h.get("no_tls_verify"):
-            return h["failure"]
-    for t in keys.transfers:
-        if t.get("failure"):
-            return t["failure"]
-    return None
-
-
-def _dns_failure(queries: list[dict]) -> str:
-    """The failure of a lookup that gave no usable address: a bogon answer first (that
-    is tampering, whatever else failed), else the A queries' own failure."""
-    failures = [q.get("failure") for q in queries if q.get("query_type") == "A"]
-    real = [f for f in failures if f]
-    if any(q.get("bogons") for q in queries):
-        return "dns_bogon_error"
-    return real[0] if real else "dns_no_answer"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True

@@ -288,7 +288,7 @@ def write_run(out: Path, spec: RunSpec) -> Path:
 
 def measurement(run_id: str, spec: Spec, rep: int, started: dt.datetime, seed: int,
                 run: RunSpec) -> dict:
-    """One OONI-style envelope like probe.runner.envelope builds."""
+    """One OONI-style envelope like probe.measurement.envelope builds."""
     mid = f"{run_id}-{seed:08x}"
     address = "192.0.2.10" if spec.family == "control" else "198.51.100.20"
     sni = spec.host if spec.sni is None else spec.sni

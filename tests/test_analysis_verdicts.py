@@ -242,15 +242,16 @@ def test_objects_too_small_for_a_rate_are_inconclusive(tmp_path: Path) -> None:
 
 def test_measurements_read_the_address_on_the_fast_path(tmp_path: Path) -> None:
     from probe.measure.keys import TestKeys
+    from probe.measurement import envelope
     from probe.results.jsonl import JsonlWriter
-    from probe.runner import envelope
     from probe.targets import Target
 
     target = Target(name="t", url="https://pbs.twimg.com/x.jpg", family="twitter",
                     kind="image", source="t.toml:1")
     m = envelope(run_id="r", measurement_id="r-1", started=dt.datetime.now(dt.UTC),
                  runtime=1.0, target=target, repetition=0, experiment="target",
-                 keys=TestKeys(), extra={"address": "192.0.2.9", "dns_consistency": {}},
+                 version="0.2.0", keys=TestKeys(),
+                 extra={"address": "192.0.2.9", "dns_consistency": {}},
                  network=None)
     folder = tmp_path / "run"
     folder.mkdir()

@@ -22,11 +22,11 @@ from probe.experiments.download import Download
 from probe.experiments.handshake import PADDED_MIN_BYTES, ServerCertHandshake, matches_host
 from probe.experiments.locate import client_hello
 from probe.lab.ca import CertificateAuthority
-from probe.measure.clock import Clock
 from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
 from probe.measure.transfer import Limits
-from probe.runner import MeasureContext, RunConfig, Runner
+from probe.measurement import MeasureContext, Measurement
+from probe.runner import RunConfig, Runner
 from probe.targets import Target, default_paths, load
 
 pytestmark = pytest.mark.timeout(60)
@@ -268,7 +268,7 @@ def test_download_variants_send_only_their_sni(served: Served) -> None:
     ctx = context(served.ca)
     for e in plan(served.url, ["sni", "split"]):
         keys = TestKeys()
-        extra = e.run(ctx, keys, Clock(), "m")
+        extra = e.run(ctx, Measurement("m", keys=keys))
         assert extra["failure"] is None and extra["address"] == "127.0.0.1"
         (hs,) = keys.tls_handshakes
         assert hs["verified"] and hs["name_matched"] == "server" and hs["checked_name"] == HOST
@@ -289,7 +289,7 @@ def test_upload_counts_what_the_server_acknowledged(served: Served) -> None:
     ctx = context(served.ca, max_bytes=400_000)
     for e in plan(served.url, ["upload"]):
         keys = TestKeys()
-        extra = e.run(ctx, keys, Clock(), "m")
+        extra = e.run(ctx, Measurement("m", keys=keys))
         assert extra["failure"] is None
         (t,) = keys.transfers
         server = extra["server_upload"]
@@ -311,7 +311,7 @@ def test_certificate_for_another_name_is_refused(
     try:
         keys = TestKeys()
         e = plan(f"https://{HOST}:{port}", ["sni"])[0]  # a Twitter SNI
-        extra = e.run(context(test_ca.cert_path), keys, Clock(), "m")
+        extra = e.run(context(test_ca.cert_path), Measurement("m", keys=keys))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -324,7 +324,8 @@ def test_certificate_for_another_name_is_refused(
 
 def test_untrusted_chain_is_refused(served: Served, foreign_ca: CertificateAuthority) -> None:
     keys = TestKeys()
-    extra = plan(served.url, ["sni"])[0].run(context(foreign_ca.cert_path), keys, Clock(), "m")
+    extra = plan(served.url, ["sni"])[0].run(context(foreign_ca.cert_path),
+                                             Measurement("m", keys=keys))
     assert extra["failure"] == "ssl_unknown_authority"
     assert not keys.tls_handshakes[0]["verified"]
 
@@ -424,7 +425,8 @@ def test_upload_to_a_server_that_never_answers_properly(
     try:
         e = plan(f"https://{HOST}:{listener.getsockname()[1]}", ["upload"])[0]
         keys = TestKeys()
-        extra = e.run(context(test_ca.cert_path, max_bytes=50_000), keys, Clock(), "m")
+        extra = e.run(context(test_ca.cert_path, max_bytes=50_000),
+                      Measurement("m", keys=keys))
     finally:
         thread.join(10)
         listener.close()

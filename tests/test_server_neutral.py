@@ -21,11 +21,10 @@ from probe.cli import main
 from probe.experiments import plan
 from probe.experiments.base import Server as ServerUrl
 from probe.lab.ca import CertificateAuthority
-from probe.measure.clock import Clock
 from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
 from probe.measure.transfer import Limits
-from probe.runner import MeasureContext
+from probe.measurement import MeasureContext, Measurement
 from probe.server.app import Server
 from probe.server.config import ServerConfig, parse_path_prefix
 
@@ -153,7 +152,7 @@ def test_experiments_reach_a_prefixed_server(test_ca: CertificateAuthority,
         assert len(variants) == 2
         for e in variants:
             keys = TestKeys()
-            assert e.run(ctx, keys, Clock(), "m")["failure"] is None
+            assert e.run(ctx, Measurement("m", keys=keys))["failure"] is None
             assert keys.transfers[0]["status_code"] == 200
     finally:
         proc.terminate()

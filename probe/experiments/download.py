@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probe.measure.clock import Clock
-from probe.measure.keys import TestKeys
 from probe.measure.transfer import Session
-from probe.runner import MeasureContext, first_failure
+from probe.measurement import MeasureContext, Measurement, first_failure
 from probe.targets import Target
 
 from .base import Server, capped
@@ -27,17 +25,18 @@ class Download:
     target: Target
     server: Server
     shape: str | None = None  # None: whole; see handshake.SHAPES
+    version = "0.2.0"  # failure names changed in 0.2
 
-    def run(self, ctx: MeasureContext, keys: TestKeys, clock: Clock, mid: str) -> dict:
-        extra = ctx.resolve(keys, clock, self.server.host, None)
+    def run(self, ctx: MeasureContext, m: Measurement) -> dict:
+        extra = ctx.resolve(m, self.server.host, None)
         extra["variant"] = {"sni": self.target.sni, "clienthello": self.shape or "whole"}
         if extra["address"] is None:
             return extra
         limits = capped(ctx.limits)
         strategy = ServerCertHandshake(ctx.ca_bundle, self.server.host, self.shape)
-        with Session(keys, clock, address=extra["address"], sni=self.target.sni,
-                     ssl_context=ctx.ssl_context, limits=limits, transfer_prefix=mid,
+        with Session(m.keys, m.clock, address=extra["address"], sni=self.target.sni,
+                     ssl_context=ctx.ssl_context, limits=limits, transfer_prefix=m.id,
                      handshake=strategy) as session:
             session.fetch(self.target.url, stop_when=ctx.stop_when, role="experiment")
-        extra["failure"] = first_failure(keys)
+        extra["failure"] = first_failure(m.keys)
         return extra

@@ -25,7 +25,7 @@ from probe.measure.failures import BAD_RESPONSE, EOF_ERROR, GENERIC_TIMEOUT, cla
 from probe.measure.keys import TestKeys
 from probe.measure.netbackend import MeasuredConnectError, ProbeBackend, ProbeStream
 from probe.measure.transfer import Limits, StopWhen
-from probe.runner import MeasureContext, first_failure
+from probe.measurement import MeasureContext, Measurement, first_failure
 from probe.targets import Target
 
 from .base import Server, capped
@@ -45,9 +45,11 @@ class Upload:
     target: Target
     server: Server
     name: str = "upload"
+    version = "0.2.0"  # failure names changed in 0.2
 
-    def run(self, ctx: MeasureContext, keys: TestKeys, clock: Clock, mid: str) -> dict:
-        extra = ctx.resolve(keys, clock, self.server.host, None)
+    def run(self, ctx: MeasureContext, m: Measurement) -> dict:
+        keys, clock = m.keys, m.clock
+        extra = ctx.resolve(m, self.server.host, None)
         extra["variant"] = {"sni": self.target.sni, "clienthello": "whole"}
         if extra["address"] is None:
             return extra
@@ -56,7 +58,7 @@ class Upload:
             keys, clock, address=extra["address"], sni=self.target.sni,
             handshake=ServerCertHandshake(ctx.ca_bundle, self.server.host),
         )
-        backend.transfer_id = f"{mid}-1"
+        backend.transfer_id = f"{m.id}-1"
         try:
             stream = backend.connect_tcp(self.server.host, self.server.port,
                                          timeout=limits.connect_timeout)

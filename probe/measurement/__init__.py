@@ -1,0 +1,13 @@
+"""The measurement layer: one experiment, once, into its envelope.
+
+Below the runner (which only schedules) and the experiments (which are more of
+the same), above the measuring steps of `probe.measure` and the writers of
+`probe.results`.
+"""
+
+from .context import MeasureContext, Measurement, first_failure
+from .envelope import envelope, measure
+from .experiment import Experiment, ListedTarget
+
+__all__ = ["Experiment", "ListedTarget", "MeasureContext", "Measurement", "envelope",
+           "first_failure", "measure"]
