@@ -21,8 +21,9 @@ run: install  ## measure the shipped targets once; prints the result folder
 test: install  ## the whole suite (lab tests need root; they skip with a reason otherwise)
 	$(BIN)/pytest -q -ra
 
-lint: install
+lint: install  ## style, and the import layers of pyproject.toml
 	$(BIN)/ruff check probe analysis tests bench
+	$(BIN)/lint-imports --no-cache
 
 bench: install  ## performance figures quoted in the README
 	$(BIN)/python bench/run_all.py

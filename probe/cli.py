@@ -307,19 +307,25 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
 
 def _print_summary(result) -> None:
     """The one-screen summary: per target what happened, its goodput and the verdict."""
+    from probe.progress import print_summary
+
+    print_summary(result.measurements, *_verdicts(result.folder))
+
+
+def _verdicts(folder: Path) -> tuple[dict[str, str], list[str]]:
+    """Each judged target's verdict label, and notes on those not ok: the one place the probe
+    calls the analysis (and pandas), once the run is written. The measurements are saved
+    whatever happens here, so a failure costs the labels, never the run."""
     import logging
 
-    from rich.console import Console
-
-    from probe.escape import for_terminal
-    from probe.progress import slow_network_note, summary_table
+    from probe.progress import slow_network_note
 
     found: dict[str, str] = {}
     notes: list[str] = []
     try:
         from analysis.verdicts import CONTROL_MIN_KBPS, verdicts
 
-        rows = verdicts([result.folder]).to_dict("records")
+        rows = verdicts([folder]).to_dict("records")
         for v in rows:
             label = v["verdict"] + (f" ({v['trigger']})" if v.get("trigger") else "")
             found[v["target"]] = label
@@ -330,13 +336,7 @@ def _print_summary(result) -> None:
             notes.append(slow)
     except Exception as exc:  # the measurements are saved; a summary must not fail the run
         logging.getLogger("probe").warning("no verdicts in the summary: %s", exc)
-    # A pipe or a log file has no width: use a wide one rather than fold every cell.
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(summary_table(result.measurements, found))
-    for note in notes:
-        console.print(for_terminal(note), soft_wrap=True)
-    console.print("Verdicts compare each Twitter target with its controls on this run; "
-                  "`probe analyze report` explains them with plots.", style="dim")
+    return found, notes
 
 
 def _network(asn_db: Path) -> dict | None:

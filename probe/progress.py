@@ -29,9 +29,9 @@ class TerminalProgress:
             self.progress.start()
             self.task = self.progress.add_task("starting", total=payload)
         elif event == "measuring" and self.task is not None:
-            name = payload.target.name  # every item of a run is an Experiment
+            target = getattr(payload, "target", payload)  # an experiment carries its target
             self.progress.update(self.task,
-                                 description=for_terminal(f"measuring {name}").plain)
+                                 description=for_terminal(f"measuring {target.name}").plain)
         elif event == "measured" and self.task is not None:
             self.progress.advance(self.task)
 
@@ -47,6 +47,17 @@ def outcome(measurement: dict) -> tuple[str, float | None, int]:
     seconds = sum(t.get("duration_s") or 0 for t in transfers)
     goodput = round(total * 8 / 1000 / seconds, 1) if seconds > 0 and total else None
     return keys.get("failure") or "ok", goodput, total
+
+
+def print_summary(measurements: list[dict], verdicts: dict[str, str], notes: list[str]) -> None:
+    """The table of what was measured, then one line per note, on stdout."""
+    # A pipe or a log file has no width: use a wide one rather than fold every cell.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(summary_table(measurements, verdicts))
+    for note in notes:
+        console.print(for_terminal(note), soft_wrap=True)
+    console.print("Verdicts compare each Twitter target with its controls on this run; "
+                  "`probe analyze report` explains them with plots.", style="dim")
 
 
 def summary_table(measurements: list[dict], verdicts: dict[str, str] | None = None) -> Table:
