@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,8 @@ import sys
 import time
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
+
+from probe.results import atomic
 
 from . import media, scenarios, system, topology
 from .ca import CertificateAuthority
@@ -387,9 +388,7 @@ class Lab:
         return state
 
     def _write_state(self, state: dict) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_path)
+        atomic.write_text(self.state_path, json.dumps(state, indent=1))
 
 
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")

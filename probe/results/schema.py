@@ -216,10 +216,3 @@ FILES: dict[str, list[Column]] = {
     "samples.csv": SAMPLES,
     "tcpinfo.csv": TCPINFO,
 }
-
-
-def markdown(name: str) -> str:
-    """The documentation table of one CSV file (docs/data-format.md shows these)."""
-    lines = ["| column | unit | meaning |", "| --- | --- | --- |"]
-    lines += [f"| `{c.name}` | {c.unit} | {c.meaning} |" for c in FILES[name]]
-    return "\n".join(lines)
