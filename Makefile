@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROBE_ARGS ?=
 
-.PHONY: install run test lint bench demo clean
+.PHONY: install run test lint bench matrix demo clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ lint: install  ## style, and the import layers of pyproject.toml
 
 bench: install  ## performance figures quoted in the README
 	$(BIN)/python bench/run_all.py
+
+matrix: install  ## (root, ~15 min) the probe under every throttler of the lab's zoo, judged
+	$(BIN)/python bench/verdict_matrix.py
 
 demo: install  ## bring the lab up, run the probe under a few scenarios, keep the results
 	$(BIN)/python -m probe.lab.demo

@@ -31,7 +31,7 @@ MAX_BINS = 1_000_000  # bin_rates gives up beyond this: 11 days of 1 s bins
 # (half the slowest control rate that can show a throttle, analysis.verdicts'
 # CONTROL_MIN_KBPS), so after SLOW_SECONDS of data such a flow may stop, however it wanders.
 SLOW_KBPS = 200.0
-SLOW_SECONDS = 4.0
+SLOW_SECONDS = 6.0  # long enough for a window to hold a whole start-up loss episode
 STARTUP_STALL_S = 0.5  # a silence this long is a loss episode (a retransmission timeout)
 CATCHUP_S = 1.5  # after it, data held out of order comes in bursts above the link's rate
 
@@ -154,15 +154,15 @@ def estimate(samples: Sequence[Sequence[float]] | np.ndarray) -> RateEstimate:
         reason = f"only {events} reads in the steady window (need {MIN_EVENTS})"
     elif rate <= 0:
         reason = "no progress"
-    elif half > MAX_REL_HALF_WIDTH * rate and not (hi <= SLOW_KBPS and data_s >= SLOW_SECONDS):
-        reason = f"rate not settled: +-{half / rate * 100:.0f} %"
-    elif half > MAX_REL_HALF_WIDTH * rate:
+    elif half <= MAX_REL_HALF_WIDTH * rate:
+        return RateEstimate(rate, lo, hi, True, good, nbytes, elapsed, span,
+                            f"settled within +-{half / rate * 100:.0f} %")
+    elif hi <= SLOW_KBPS and data_s >= SLOW_SECONDS:
         return RateEstimate(rate, lo, hi, True, good, nbytes, elapsed, span,
                             f"slow for sure: at most {hi:.0f} kbit/s (+-"
                             f"{half / rate * 100:.0f} %)")
     else:
-        return RateEstimate(rate, lo, hi, True, good, nbytes, elapsed, span,
-                            f"settled within +-{half / rate * 100:.0f} %")
+        reason = f"rate not settled: +-{half / rate * 100:.0f} %"
     return RateEstimate(rate, lo, hi, False, good, nbytes, elapsed, span, reason)
 
 

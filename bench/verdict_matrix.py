@@ -1,0 +1,215 @@
+"""The verdict matrix: the probe once per throttler of the lab's zoo and rate, judged.
+
+For each scenario and rate (64, 128, 256, 512, 1024 kbit/s) the lab (namespaces,
+real kernel throttling; needs root) is set to the scenario at hop 2, `probe run`
+runs once from the client with default options (one repetition, early stop on),
+and every target's verdict is checked against what the scenario did to it:
+
+- Twitter targets under a throttler: `throttled` (under `late`, only objects that
+  outgrow the free first KB; a smaller one was never slowed: `ok`);
+- controls and the collateral image (the zoo's rules are exact names plus
+  `*.twimg.com`, so www.microsoft.com is untouched): `ok`;
+- `collateral` (the early rule, the substring `t.co`): t.co and www.microsoft.com
+  `throttled`, the other Twitter targets `ok`;
+- clean, congestion and lossy: never `throttled` (`inconclusive` is right when
+  the controls themselves are too slow to show anything).
+
+One row per scenario, rate and target: verdict, trigger, rate_kbps, KB and
+seconds the probe spent on the target, and whether the cell is right. Exit status
+1 if any cell is wrong. `--json FILE` keeps the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+THROTTLERS = ("police", "shape", "shape-deep", "shared", "late", "collateral")
+NEUTRAL = ("clean", "congestion", "lossy")
+RATES = (64.0, 128.0, 256.0, 512.0, 1024.0)
+CURL_SCENARIOS = ("police", "shape")  # rate_kbps is held to curl's goodput under these
+TARGETS = ("lab-twitter-image", "lab-control-image", "lab-twitter-hls", "lab-control-hls",
+           "lab-collateral-microsoft-image")
+# t.co's own name on an object large enough to show a rate (its lab page is 30 KB: a
+# policer's burst passes most of it, too little for a steady window).
+TCO_IMAGE = """
+[[target]]
+name = "matrix-twitter-tco-image"
+url = "https://t.co/media/img/photo.jpg"
+family = "twitter"
+kind = "image"
+expected_bytes = 300000
+pair = "lab-control-image"
+"""
+# KB a target's object holds in the lab (the video: its four HLS segments).
+SIZES_KB = {"lab-twitter-image": 300.0, "lab-twitter-hls": 1000.0,
+            "matrix-twitter-tco-image": 300.0, "lab-collateral-microsoft-image": 300.0}
+PREFIX = "tpm-"
+
+
+@dataclass
+class Cell:
+    """One target's verdict in one scenario at one rate, and whether it is right."""
+
+    scenario: str
+    rate_kbps: float | None
+    target: str
+    family: str
+    verdict: str
+    trigger: str | None
+    measured_kbps: float | None
+    kb: float
+    seconds: float
+    expected: str
+    right: bool
+    explanation: str
+    curl_kbps: float | None = None  # bulk download by curl through the same throttler
+
+
+def expected(scenario: str, family: str, host: str, object_kb: float,
+             after_kb: float) -> set[str]:
+    """The verdicts that are right for a target of `family` and `host` under `scenario`."""
+    if scenario in NEUTRAL:
+        return {"ok", "inconclusive"}
+    if scenario == "collateral":  # the early rule: the substring t.co anywhere in the name
+        return {"throttled"} if "t.co" in host else {"ok"}
+    if family != "twitter":
+        return {"ok"}
+    if scenario == "late" and object_kb <= after_kb:
+        return {"ok"}
+    return {"throttled"}
+
+
+def spent(folder: Path) -> dict[str, tuple[float, float]]:
+    """Per target: (KB on the wire, seconds of transfer) the probe spent on it."""
+    import analysis
+
+    t = analysis.load([folder]).transfers
+    out: dict[str, tuple[float, float]] = {}
+    for target, g in t.groupby("target"):
+        wire = g["wire_bytes"].fillna(g["bytes"]).sum()
+        out[str(target)] = (float(wire) / 1000, float(g["duration_s"].fillna(0).sum()))
+    return out
+
+
+def judge_run(scenario: str, rate: float | None, folder: Path,
+              sizes: dict[str, float], after_kb: float) -> list[Cell]:
+    """The cells of one run: every judged target (Twitter and collateral rows)."""
+    from analysis.verdicts import verdicts
+
+    costs = spent(folder)
+    cells = []
+    for row in verdicts([folder]).to_dict("records"):
+        if row["experiment"] != "target":
+            continue
+        ok = expected(scenario, row["family"], row["host"] or "",
+                      sizes.get(row["target"], 0.0), after_kb)
+        kb, seconds = costs.get(row["target"], (0.0, 0.0))
+        cells.append(Cell(scenario, rate, row["target"], row["family"], row["verdict"],
+                          row["trigger"], row["rate_kbps"], round(kb, 1), round(seconds, 1),
+                          "/".join(sorted(ok)), row["verdict"] in ok, row["explanation"]))
+    return cells
+
+
+def curl_kbps(lab: object, rate_kbps: float, seconds: float = 10.0) -> float:
+    """Goodput of a bulk download by curl through the active throttler: a Twitter-named
+    range sized to last `seconds` at the rate, so curl reads it whole (no TLS record cut
+    off at a time limit); size * 8 / total time, handshake and slow start included."""
+    size = int(rate_kbps * 1000 / 8 * seconds)
+    proc = lab.exec(["curl", "-sS", "-o", "/dev/null", "--cacert", lab.state["ca"]["cert"],
+                     "-r", f"0-{size - 1}", "--max-time", str(4 * seconds),
+                     "-w", "%{size_download} %{time_total}",
+                     "https://pbs.twimg.com/media/video/clip.mp4"], timeout=6 * seconds)
+    got, total = proc.stdout.split()
+    return int(got) * 8 / 1000 / float(total)
+
+
+def run_matrix(lab_dir: Path, out: Path, scenarios: Sequence[str], rates: Sequence[float],
+               prefix: str = PREFIX, extra: Sequence[str] = ()) -> list[Cell]:
+    """Bring a lab up, run the probe under every scenario and rate, return every cell;
+    under police and shape, the Twitter image's cell also holds curl's goodput."""
+    from probe.lab import running_lab
+    from probe.lab import scenarios as zoo
+    from probe.lab.demo import probe_argv, write_targets
+
+    cells: list[Cell] = []
+    with running_lab(lab_dir, prefix) as lab:
+        targets = write_targets(out / "targets.toml", TARGETS)
+        targets.write_text(targets.read_text() + TCO_IMAGE)
+        for scenario in scenarios:
+            for rate in (rates if scenario in zoo.RATE_SCENARIOS else (None,)):
+                lab.scenario(scenario, rate_kbps=rate or zoo.DEFAULT_RATE_KBPS)
+                folder = out / f"{scenario}-{int(rate or 0)}"
+                argv = probe_argv(lab, targets, folder)
+                i = argv.index("--max-seconds")  # default options: drop the demo's time cap
+                del argv[i:i + 2]
+                started = time.monotonic()
+                proc = lab.exec([*argv, *extra], timeout=600)
+                lines = proc.stdout.strip().splitlines()
+                if proc.returncode != 0 or not lines:
+                    raise RuntimeError(f"probe run failed under {scenario}: {proc.stderr[-2000:]}")
+                run = judge_run(scenario, rate, Path(lines[-1]), SIZES_KB,
+                                zoo.DEFAULT_AFTER_KB)
+                if scenario in CURL_SCENARIOS and rate:
+                    reference = round(curl_kbps(lab, rate), 1)
+                    for c in run:
+                        if c.target == "lab-twitter-image":
+                            c.curl_kbps = reference
+                cells += run
+                print(f"# {scenario} {rate or '-'}: {time.monotonic() - started:.0f} s",
+                      file=sys.stderr, flush=True)
+    return cells
+
+
+def table(cells: Sequence[Cell]) -> str:
+    """A Markdown table of the cells (the README shows it)."""
+    head = ("| scenario | kbit/s | target | verdict | trigger | rate_kbps | curl kbit/s | KB "
+            "| s | right |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows = [f"| {c.scenario} | {'' if c.rate_kbps is None else f'{c.rate_kbps:g}'} | "
+            f"{c.target} | {c.verdict} | {c.trigger or ''} | "
+            f"{'' if c.measured_kbps is None else f'{c.measured_kbps:.0f}'} | "
+            f"{'' if c.curl_kbps is None else f'{c.curl_kbps:.0f}'} | {c.kb:.0f} | "
+            f"{c.seconds:.1f} | {'yes' if c.right else 'NO (' + c.expected + ')'} |"
+            for c in cells]
+    return "\n".join([head, *rows])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", action="append",
+                        help="repeatable; default: the zoo's throttlers, then clean, "
+                             "congestion and lossy")
+    parser.add_argument("--rate", action="append", type=float,
+                        help="kbit/s, repeatable; default: 64 128 256 512 1024")
+    parser.add_argument("--out", type=Path, help="keep the result folders here")
+    parser.add_argument("--json", type=Path, help="write the cells as JSON here")
+    parser.add_argument("--prefix", default=PREFIX, help="lab namespace prefix")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("skipped: needs root for the namespace lab")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out.resolve() if args.out else Path(tmp) / "results"
+        cells = run_matrix(Path(tmp) / "lab", out, args.scenario or (*THROTTLERS, *NEUTRAL),
+                           args.rate or RATES, args.prefix)
+    print(table(cells))
+    wrong = [c for c in cells if not c.right]
+    print(f"\n{len(cells) - len(wrong)} of {len(cells)} cells right")
+    if args.json:
+        args.json.write_text(json.dumps([asdict(c) for c in cells], indent=1))
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
