@@ -15,6 +15,7 @@ CONTROL_MAX_CV = 0.6
 MIN_BYTES = 16 * 1024  # a transfer smaller than this says more about RTT than about rate
 PEAK_WINDOW_S = 1.0  # the ceiling test's windows
 CEILING_RATIO = 0.25  # a wandering rate is a throttle only if its fastest second stays 4x below
+MIN_REPS_FOR_SHAPE = 3  # fewer repetitions: the bootstrap sees no repetition-level noise
 BIN_S = 0.25
 BLOCK_BINS = 4
 MAX_BOOT_BINS = 4 * 600  # bootstrap bins of the probe's longest transfer (--max-seconds 600)

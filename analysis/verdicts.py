@@ -22,11 +22,11 @@ else all controls). Decision rules, in order (thresholds in thresholds.py):
      variation across repetitions above CONTROL_MAX_CV): inconclusive - a
      slow or unstable network cannot show throttling.
    - ratio <= THROTTLED_RATIO, interval upper end < CI_HIGH_MAX, p <= ALPHA
-     (null hypothesis: ratio >= OK_RATIO), and the target's rate either not
-     wandering (most of its transfers pass the plateau test) or under a
-     ceiling (its fastest second at most CEILING_RATIO of the controls: loss
-     recovery under a short-queue shaper wanders but never comes near them):
-     throttled. A 3x slowdown (ratio 0.33) clears all three comfortably;
+     (null hypothesis: ratio >= OK_RATIO), and the target's rate either under
+     a ceiling (its fastest second at most CEILING_RATIO of the controls: loss
+     recovery under a short-queue shaper wanders but never comes near them),
+     or flat (most of its transfers pass the plateau test) over at least
+     MIN_REPS_FOR_SHAPE repetitions: throttled. A 3x slowdown (ratio 0.33) clears all three comfortably;
      congestion hitting one side by chance rarely does.
    - otherwise: inconclusive, with the reason.
 3. Trigger of a throttled target, from the run's differential experiments:
@@ -68,6 +68,7 @@ from .thresholds import (
     CONTROL_MIN_KBPS,
     MAX_BOOT_BINS,
     MIN_BYTES,
+    MIN_REPS_FOR_SHAPE,
     OK_RATIO,
     PEAK_WINDOW_S,
     SUB_SECOND_FAST_KBPS,
@@ -250,10 +251,14 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     # full speed) makes the rate wander between stalls and bursts, but never near the
     # controls' rate; congestion that slows one flow and not the next is seldom 4x deep
     # in every second of it.
+    # With fewer than three repetitions the bootstrap sees only the noise inside each
+    # transfer, not how much two flows on a congested path differ (2-3x within seconds):
+    # a flat rate alone is no proof then, the ceiling must hold.
     peaks = [r.peak for r in measured if r.peak is not None]
     capped = bool(peaks) and max(peaks) <= CEILING_RATIO * c.control
-    if (c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
-            and (capped or not wandering)):
+    few = len(measured) < MIN_REPS_FOR_SHAPE
+    significant = c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
+    if significant and (capped or not (wandering or few)):
         v.verdict = "throttled"
         shape = {"policing": "policed: flat rate, bursts with silences (drops)",
                  "shaping": "shaped: flat rate, smooth (queued)"}.get(v.signature or "",
@@ -265,10 +270,17 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
         v.explanation = (f"{times}x slower than its controls ({speeds}, 95 % CI of ratio "
                          f"{c.ci_low:.2f}-{c.ci_high:.2f}); {shape}.")
         return v
-    why = ("its rate wanders like congestion, reaching the controls' speed at times"
-           if wandering and c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX else
-           f"the evidence is weak (ratio {c.ratio:.2f}, CI {c.ci_low:.2f}-{c.ci_high:.2f}, "
-           f"p {c.p_value:.3f})")
+    peak = f"{max(peaks):.0f} kbit/s" if peaks else "unknown"
+    if significant and wandering:
+        why = (f"its rate wanders like congestion, reaching {peak} in its fastest second "
+               f"(over 1/{1 / CEILING_RATIO:.0f} of its controls)")
+    elif significant:
+        why = (f"from {len(measured)} repetition(s) a gap under {1 / CEILING_RATIO:.0f}x in "
+               f"its fastest second ({peak}) can be congestion; --repeat "
+               f"{MIN_REPS_FOR_SHAPE} tells")
+    else:
+        why = (f"the evidence is weak (ratio {c.ratio:.2f}, CI {c.ci_low:.2f}-"
+               f"{c.ci_high:.2f}, p {c.p_value:.3f})")
     v.explanation = f"slower than its controls ({speeds}) but {why}."
     return v
 

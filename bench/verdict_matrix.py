@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -199,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("skipped: needs root for the namespace lab")
         return 0
+    # A kill (SIGTERM) unwinds like Ctrl-C, so the lab is torn down on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out.resolve() if args.out else Path(tmp) / "results"
         cells = run_matrix(Path(tmp) / "lab", out, args.scenario or (*THROTTLERS, *NEUTRAL),

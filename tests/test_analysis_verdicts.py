@@ -407,3 +407,42 @@ def test_trigger_needs_the_sni_experiment_and_steady_evidence() -> None:
     noisy = [_variant(1, "pbs.twimg.com", 42_500.0, steady=False),
              _variant(8, "measure.test", 105_000.0, steady=False)]
     assert _trigger("pbs.twimg.com", 130.0, noisy, 0)[0] != "sni"
+
+
+def _noisy(i: int, rate: float, family: str = "twitter", peak: float | None = None,
+           flat: bool = True) -> _Rep:
+    """A repetition whose 250 ms bins vary +-20 % around `rate` (a saw-tooth)."""
+    r = _rep(i, "ok", rate, family=family, flat=flat)
+    r.bins = rate * (1 + 0.2 * np.sin(np.arange(40)))
+    r.peak = peak if peak is not None else 1.1 * rate
+    return r
+
+
+def test_a_ceiling_makes_a_wandering_rate_a_throttle() -> None:
+    """A shaper with a short queue: stalls and bursts (not flat), never near the controls."""
+    ctl = [_noisy(10, 100_000.0, "control")]
+    v = judge([_noisy(0, 120.0, peak=200.0, flat=False)], ctl)
+    assert v.verdict == "throttled" and "never rose above 200 kbit/s" in v.explanation, v
+    # the same wander reaching the controls' speed in some second is congestion
+    v = judge([_noisy(0, 120.0, peak=60_000.0, flat=False)], ctl)
+    assert v.verdict == "inconclusive" and "wanders like congestion" in v.explanation, v
+
+
+def test_one_repetition_needs_the_ceiling_three_need_a_flat_rate() -> None:
+    """2.5x slower and flat, once: two flows on a congested path differ that much."""
+    ctl = [_noisy(10 + i, 2_400.0, "control") for i in range(3)]
+    once = judge([_noisy(0, 960.0)], ctl[:1])
+    assert once.verdict == "inconclusive" and "--repeat 3" in once.explanation, once
+    thrice = judge([_noisy(i, 960.0) for i in range(3)], ctl)
+    assert thrice.verdict == "throttled", thrice
+    # 20x slower once: its fastest second is far under the controls, so it is a throttle
+    assert judge([_noisy(0, 120.0)], ctl[:1]).verdict == "throttled"
+
+
+def test_p_value_tests_no_throttle_not_equality() -> None:
+    """An ok row at ratio ~1 has a large p; a throttled one a tiny p."""
+    ctl = [_noisy(10 + i, 8_000.0, "control") for i in range(3)]
+    same = judge([_noisy(i, 7_970.0) for i in range(3)], ctl)
+    assert same.verdict == "ok" and same.p_value > 0.5, same
+    slow = judge([_noisy(i, 130.0) for i in range(3)], ctl)
+    assert slow.verdict == "throttled" and slow.p_value <= 0.01, slow
