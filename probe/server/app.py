@@ -2,6 +2,9 @@
 
 Threads with blocking sockets: TLS bulk sends happen inside OpenSSL with the
 GIL released, so each connection streams at full speed without an event loop.
+The accept thread also admits (`admission.Slots`: per address, per network, in
+all; a silent or stalled holder is evicted for a newcomer) and, twice a second,
+sweeps: it refreshes each connection's progress and cuts those past their lifetime.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from probe import __version__
 
+from .admission import Refused, SlotLimits, Slots
 from .config import ServerConfig, label
 from .connection import Connection, Shared
 from .handlers import Handlers, utc_now
@@ -23,6 +28,10 @@ from .tls import Certificates
 
 _STOP_JOIN_S = 5.0
 _ACCEPT_BACKOFF_S = 0.05
+_SWEEP_S = 0.5
+# Evicted connections keep their thread for the moment they take to close: threads
+# are bounded by this many times --max-connections even under a flood of newcomers.
+_THREADS_PER_SLOT = 2
 
 
 class Server:
@@ -47,9 +56,15 @@ class Server:
         self.addresses: list[tuple[str, int]] = []
         self.accepted = 0
         self.rejected = 0
+        self.evicted = 0
         self._listeners: list[socket.socket] = []
-        self._connections: dict[Connection, threading.Thread] = {}
-        self._per_client: dict[str, int] = {}  # open connections per client IP
+        self._connections: dict[Connection, threading.Thread] = {}  # every running thread
+        self._slots: Slots[Connection] = Slots(SlotLimits(
+            total=config.max_connections,
+            per_address=config.max_connections_per_client,
+            per_network=config.max_connections_per_network,
+            evict_after=config.evict_after,
+        ))
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread: threading.Thread | None = None
@@ -93,10 +108,10 @@ class Server:
         with self._lock:
             running = dict(self._connections)
         for conn in running:
-            conn.abort()
+            conn.cut("server_stopping")
         for thread in running.values():
             thread.join(_STOP_JOIN_S)
-        counts = {"accepted": self.accepted, "rejected": self.rejected}
+        counts = {"accepted": self.accepted, "rejected": self.rejected, "evicted": self.evicted}
         self.log.write({"event": "stop", "time": utc_now(), **counts})
         self.log.close()
         self._wake_r.close()
@@ -113,17 +128,36 @@ class Server:
             for index, sock in enumerate(self._listeners):
                 sock.setblocking(False)
                 selector.register(sock, selectors.EVENT_READ, index)
+            next_sweep = time.monotonic() + _SWEEP_S
             while not self._stopping:
-                for key, _ in selector.select():
+                for key, _ in selector.select(_SWEEP_S):
                     if key.fileobj is self._wake_r:
                         break
-                    try:
-                        self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
-                    except Exception as exc:  # never stop accepting over one connection
-                        self.log.write({"event": "accept_error", "time": utc_now(),
-                                        "error": f"{type(exc).__name__}: {exc}"[:200]})
-                        time.sleep(_ACCEPT_BACKOFF_S)
+                    self._guarded(self._accept, key.fileobj, key.data)
+                if time.monotonic() >= next_sweep:
+                    self._guarded(self._sweep)
+                    next_sweep = time.monotonic() + _SWEEP_S
         self._close_listeners()
+
+    def _guarded(self, step: Callable[..., None], *args: object) -> None:
+        """Run one step of the accept loop; an error is logged, never stops accepting."""
+        try:
+            step(*args)
+        except Exception as exc:
+            self.log.write({"event": "accept_error", "time": utc_now(),
+                            "error": f"{type(exc).__name__}: {exc}"[:200]})
+            time.sleep(_ACCEPT_BACKOFF_S)
+
+    def _sweep(self) -> None:
+        """Refresh every holder's progress (the eviction ranking) and cut those past their
+        lifetime."""
+        now = time.monotonic()
+        with self._lock:
+            for conn in list(self._slots.holders):
+                conn.standing(now)
+                if now - conn.started >= self.config.max_connection_time:
+                    self._slots.remove(conn)
+                    conn.cut("lifetime")
 
     def _accept(self, listener: socket.socket, index: int) -> None:
         try:
@@ -134,44 +168,42 @@ class Server:
             time.sleep(_ACCEPT_BACKOFF_S)
             return
         sock.setblocking(True)
-        host = peer[0]
+        conn = Connection(sock, peer, label(*self.addresses[index]), self.shared)
         with self._lock:
-            if (len(self._connections) >= self.config.max_connections
-                    or self._per_client.get(host, 0) >= self.config.max_connections_per_client):
+            try:
+                if len(self._connections) >= _THREADS_PER_SLOT * self.config.max_connections:
+                    raise Refused()
+                victim = self._slots.admit(conn.client, time.monotonic())
+            except Refused:
                 self.rejected += 1
                 sock.close()
                 return
+            if victim is not None:
+                self._slots.remove(victim)
+                victim.cut("evicted")
+                self.evicted += 1
             self.accepted += 1
-            self._per_client[host] = self._per_client.get(host, 0) + 1
-            conn = Connection(sock, peer, label(*self.addresses[index]), self.shared)
-            thread = threading.Thread(target=self._run, args=(conn, host), daemon=True)
+            self._slots.add(conn)
+            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
             self._connections[conn] = thread
         try:
             thread.start()
         except RuntimeError:  # no thread to spare (a thread or PID limit): refuse this one
             with self._lock:
                 self._connections.pop(conn, None)
-                self._release(host)
+                self._slots.remove(conn)
                 self.accepted -= 1
                 self.rejected += 1
             sock.close()
             time.sleep(_ACCEPT_BACKOFF_S)
 
-    def _run(self, conn: Connection, host: str) -> None:
+    def _run(self, conn: Connection) -> None:
         try:
             conn.run()
         finally:
             with self._lock:
                 self._connections.pop(conn, None)
-                self._release(host)
-
-    def _release(self, host: str) -> None:
-        """One connection of `host` fewer (caller holds the lock)."""
-        left = self._per_client.get(host, 0) - 1
-        if left > 0:
-            self._per_client[host] = left
-        else:
-            self._per_client.pop(host, None)
+                self._slots.remove(conn)
 
     def _close_listeners(self) -> None:
         for sock in self._listeners:

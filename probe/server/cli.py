@@ -46,11 +46,27 @@ def _prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--log-client-address", is_flag=True,
               help="Also log client IP:port (off by default to protect volunteers).")
 @click.option("--max-connections", type=click.IntRange(1), default=_defaults.max_connections,
-              show_default=True, help="Concurrent connections; extra ones are closed at once.")
+              show_default=True,
+              help="Concurrent connections in all; when every slot is taken, see "
+                   "--evict-after, else the newcomer is closed at once.")
 @click.option("--max-connections-per-client", type=click.IntRange(1),
               default=_defaults.max_connections_per_client, show_default=True,
               help="Concurrent connections from one IP address; so one host cannot take "
                    "every slot (a probe needs one or two).")
+@click.option("--max-connections-per-network", type=click.IntRange(1),
+              default=_defaults.max_connections_per_network, show_default=True,
+              help="Concurrent connections from one /24 (IPv4) or /64 (IPv6): an attacker's "
+                   "many addresses share few networks.")
+@click.option("--evict-after", type=click.FloatRange(0.0), default=_defaults.evict_after,
+              show_default=True,
+              help="When no slot is free, the connection that moved no byte for longest, if "
+                   "for at least this many seconds, is closed to admit the newcomer.")
+@click.option("--max-connection-time", type=click.FloatRange(1.0),
+              default=_defaults.max_connection_time, show_default=True,
+              help="Seconds one connection may last, however active.")
+@click.option("--max-requests-per-connection", type=click.IntRange(1),
+              default=_defaults.max_requests_per_connection, show_default=True,
+              help="Requests on one connection; the last response says Connection: close.")
 @click.option("--idle-timeout", type=click.FloatRange(0.1), default=_defaults.idle_timeout,
               show_default=True, help="Seconds without progress before a connection is closed.")
 @click.option("--header-timeout", type=click.FloatRange(0.1), default=_defaults.header_timeout,
@@ -73,6 +89,10 @@ def serve(
     log_client_address: bool,
     max_connections: int,
     max_connections_per_client: int,
+    max_connections_per_network: int,
+    evict_after: float,
+    max_connection_time: float,
+    max_requests_per_connection: int,
     idle_timeout: float,
     header_timeout: float,
     max_upload_bytes: int,
@@ -88,6 +108,9 @@ def serve(
         listen=listen, cert=cert, key=key, cert_dir=cert_dir, media=media, log=log,
         log_client_address=log_client_address, max_connections=max_connections,
         max_connections_per_client=max_connections_per_client,
+        max_connections_per_network=max_connections_per_network, evict_after=evict_after,
+        max_connection_time=max_connection_time,
+        max_requests_per_connection=max_requests_per_connection,
         idle_timeout=idle_timeout, header_timeout=header_timeout,
         max_upload_bytes=max_upload_bytes, max_bytes=max_bytes, path_prefix=path_prefix,
     )

@@ -21,7 +21,16 @@ class ServerConfig:
     log: Path | None = None  # None: JSON lines go to stderr
     log_client_address: bool = False
     max_connections: int = 256
-    max_connections_per_client: int = 16  # one host must not take every slot
+    max_connections_per_client: int = 16  # one address (a CGNAT may hold many volunteers)
+    # one /24 or /64: an attacker's many addresses share few networks; 8 are needed to fill
+    max_connections_per_network: int = 32
+    # When full, a connection that moved no byte for this long gives its slot to a newcomer:
+    # longer than a handshake over a slow path and the ACK gaps of a transfer throttled to
+    # a few kbit/s, so a measurement in progress is never cut for someone else.
+    evict_after: float = 2.0
+    # Longer than the probe's largest transfer (--max-seconds up to 600 s) and its timeouts,
+    # so no measurement is cut; bounds how long one connection holds a slot.
+    max_connection_time: float = 900.0
     idle_timeout: float = 30.0  # seconds without progress (between requests, or mid-body)
     header_timeout: float = 10.0  # whole request head (and TLS handshake) must arrive in this
     max_upload_bytes: int = 64 * 1024 * 1024
@@ -29,7 +38,7 @@ class ServerConfig:
     max_request_line: int = 8 * 1024
     max_header_bytes: int = 16 * 1024  # request line + headers
     max_headers: int = 100
-    max_requests_per_connection: int = 10_000
+    max_requests_per_connection: int = 1000  # an HLS probe makes tens
     max_logged_paths: int = 100
     # "" or "/secret": the measurement endpoints live under it; every other path is a 404.
     path_prefix: str = ""

@@ -2,6 +2,9 @@
 
 Whatever the client does (garbage, resets, silence), the connection ends with
 its socket closed and a log record written; nothing propagates to the server.
+The server may cut a connection from its own thread (`cut`: stopping, an
+evicted slot, the lifetime cap); a lock keeps the socket it shuts down the one
+this connection still owns.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from probe.measure import failures, tcpinfo
 from probe.measure.failures import classify
 
 from . import clienthello
+from .admission import Client, Standing
 from .config import ServerConfig, label
 from .handlers import Handlers, kbps, utc_now
 from .http import (
@@ -61,6 +65,7 @@ class Connection:
         self.peer = peer
         self.listener = listener
         self.shared = shared
+        self.client = Client.of(peer[0])
         self.started = time.monotonic()
         self.tls = False
         self.sni: str | None = None
@@ -73,7 +78,11 @@ class Connection:
         self.up_time = 0.0
         self.end = "client_closed"
         self.failure: str | None = None
-        self._aborted = threading.Event()
+        self._cut: str | None = None  # why the server cut this connection, if it did
+        self._sock_lock = threading.Lock()
+        self._progressed_at = self.started
+        self._acked: int | None = None  # the kernel's bytes_acked at the last `standing`
+        self._silent = False
         self._sending = False
 
     def run(self) -> None:
@@ -92,22 +101,47 @@ class Connection:
             # A probe abandoning a slow download (its time budget) is routine, not a fault.
             self.end = "client_closed_mid_response" if gone and self._sending else "failure"
         finally:
-            if self._aborted.is_set():  # whatever the socket saw came from our shutdown
-                self.end, self.failure = "server_stopping", None
+            if self._cut is not None:  # whatever the socket saw came from our shutdown
+                self.end, self.failure = self._cut, None
             info = self.tcp_info()
-            self.sock.close()
+            with self._sock_lock:
+                self.sock.close()
             self.shared.log.write(self._record(info))
 
-    def abort(self) -> None:
-        """Called from another thread at shutdown: unblock any read or write at once."""
-        self._aborted.set()
-        try:
-            fd = self.sock.fileno()
-            if fd >= 0:
-                with socket.socket(fileno=os.dup(fd)) as dup:
-                    dup.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    def cut(self, reason: str) -> None:
+        """Called from another thread: unblock any read or write at once; `reason` becomes
+        the log's `end` (`server_stopping`, `evicted`, `lifetime`)."""
+        with self._sock_lock:
+            self._cut = reason
+            try:
+                fd = self.sock.fileno()
+                if fd >= 0:
+                    with socket.socket(fileno=os.dup(fd)) as dup:
+                        dup.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def standing(self, now: float) -> Standing:
+        """Silent since accept, and seconds without progress, for the server's admission.
+
+        Progress serves a client: a response chunk sent, a body byte received, or
+        bytes the client acknowledged since the previous call (a throttled client
+        draining a buffered response makes progress although no send returns).
+        Handshake and request-head bytes are not progress: dripping them keeps no
+        slot. Silence is the kernel's count (Linux); elsewhere no one is silent.
+        """
+        with self._sock_lock:
+            fields = tcpinfo.read(self.sock) if self.sock.fileno() >= 0 else None
+        if fields:
+            acked = fields.get("bytes_acked")
+            if self._acked is not None and acked != self._acked:
+                self._progressed_at = now
+            self._acked = acked
+            self._silent = fields.get("bytes_received") == 0
+        latest = self._progressed_at
+        if self.stream is not None:
+            latest = max(latest, self.stream.progressed_at)
+        return Standing(silent=self._silent, stalled=max(0.0, now - latest))
 
     def _serve(self) -> None:
         config = self.shared.config
@@ -124,7 +158,8 @@ class Connection:
             self._handshake()
         chunk = TLS_SEND_CHUNK if self.tls else PLAIN_SEND_CHUNK
         stream = self.stream = Stream(self.sock, config.idle_timeout, chunk)
-        while self.requests < config.max_requests_per_connection:
+        keep_alive = True
+        while keep_alive:
             request = read_request(stream, self.shared.limits)
             if request is None:
                 return
@@ -133,12 +168,17 @@ class Connection:
                 self.paths.append(request.target.partition("?")[0][:_MAX_LOGGED_PATH])
             response = self._respond(request, stream)
             self.statuses.append(response.status)
-            keep_alive = request.keep_alive and not response.close
+            keep_alive = request.keep_alive and not response.close and not self._last_request()
             self._send(request, response, keep_alive)
-            if not keep_alive:
-                break
         self.end = "server_closed"
         stream.linger(_LINGER_MAX_BYTES, self.shared.config.header_timeout)
+
+    def _last_request(self) -> bool:
+        """The request cap or the lifetime is reached: this response says `Connection: close`
+        (the server's sweep cuts a connection that outlives its lifetime anyway)."""
+        config = self.shared.config
+        return (self.requests >= config.max_requests_per_connection
+                or time.monotonic() - self.started >= config.max_connection_time)
 
     def _handshake(self) -> None:
         self.tls = True
@@ -148,8 +188,10 @@ class Connection:
         if raw_name is not None and not raw_name.isascii():
             context = certificates.verbatim
             self.sni = raw_name.decode("utf-8", "backslashreplace")
-        tls_sock = context.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
-        self.sock = tls_sock
+        with self._sock_lock:  # wrapping detaches the plain socket: `cut` must see the new one
+            tls_sock = context.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False)
+            self.sock = tls_sock
         tls_sock.settimeout(self.shared.config.header_timeout)
         try:
             tls_sock.do_handshake()

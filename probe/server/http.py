@@ -219,7 +219,7 @@ def _sink(stream: Stream, n: int, stats: BodyStats) -> None:
         now = time.monotonic()
         if stats.first_byte_at is None:
             stats.first_byte_at = now
-        stats.last_byte_at = now
+        stats.last_byte_at = stream.progressed_at = now
         stats.bytes += got
         n -= got
 
