@@ -6,10 +6,13 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .load import Results
 
 EXIT_BAD_INPUT = 2
 _FOLDERS = click.argument("folders", nargs=-1, required=True,
@@ -21,7 +24,7 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
-def _load(folders: tuple[Path, ...]):  # -> Results; import kept lazy for start-up time
+def _load(folders: tuple[Path, ...]) -> Results:  # the import stays lazy: start-up time
     from .load import load
 
     try:
@@ -33,6 +36,14 @@ def _load(folders: tuple[Path, ...]):  # -> Results; import kept lazy for start-
         click.echo("error: no run folders found (a run folder holds run.json)", err=True)
         sys.exit(EXIT_BAD_INPUT)
     return results
+
+
+def _count_skipped(results: Results) -> None:
+    """The closing line on stderr when malformed lines were left out (each was named above)."""
+    if results.skipped:
+        files = len({s.path for s in results.skipped})
+        click.echo(f"skipped {len(results.skipped)} malformed line(s) in {files} file(s); "
+                   "the results above are from the rest", err=True)
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -77,13 +88,17 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
     """One verdict per target and run: ok, throttled, blocked, dns-tampered, tls-tampered or
     inconclusive, with the rates, their ratio, a bootstrap p-value and a one-line explanation.
 
-    FOLDERS are run folders or folders holding run folders.
+    FOLDERS are run folders or folders holding run folders. A malformed line (in a JSONL,
+    a CSV or run.json) is skipped with a warning naming its file and line, and counted at
+    the end; the other lines and folders are judged as usual.
     """
     from .verdicts import verdicts as compute
 
-    rows = compute(_load(folders))
+    results = _load(folders)
+    rows = compute(results)
     _emit(rows, fmt, ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
                       "control_rate_kbps", "ratio", "p_value", "explanation"])
+    _count_skipped(results)
 
 
 @click.command()
@@ -92,7 +107,10 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
               help="HTML file to write; a Markdown twin (same name, .md) and its PNGs go beside.")
 def report(folders: tuple[Path, ...], out: Path) -> None:
     """A self-contained HTML report (and a Markdown twin): verdicts, throughput over time,
-    CDFs and timelines across runs, each plot explained in a sentence."""
+    CDFs and timelines across runs, each plot explained in a sentence.
+
+    Malformed lines are skipped, named and counted as for `verdicts`.
+    """
     from .report import write_report
 
     if out.suffix.lower() not in (".html", ".htm"):
@@ -104,6 +122,7 @@ def report(folders: tuple[Path, ...], out: Path) -> None:
         _fail(f"cannot write the report {out}: {exc.strerror or exc}")
     for p in paths:
         click.echo(str(p))
+    _count_skipped(results)
 
 
 @click.command()
@@ -111,10 +130,14 @@ def report(folders: tuple[Path, ...], out: Path) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="table for people, csv or json for programs.")
 def aggregate(folders: tuple[Path, ...], fmt: str) -> None:
-    """Per network (ASN, else run label) and day: runs, share throttled, median throttled rate."""
+    """Per network (ASN, else run label) and day: runs, share throttled, median throttled rate.
+
+    Malformed lines are skipped, named and counted as for `verdicts`.
+    """
     from .aggregate import COLUMNS
     from .aggregate import aggregate as compute
     from .verdicts import verdicts as verdict_rows
 
     results = _load(folders)
     _emit(compute(verdict_rows(results), results), fmt, COLUMNS)
+    _count_skipped(results)

@@ -16,14 +16,24 @@ text and parsed by pandas in one call (pyarrow's engine when installed), so
 own row derivation (`probe.results.csvs.rows`), so its tables match.
 `measurements` reads only each JSON line's envelope (everything before
 `test_keys`) and its final keys, falling back to a full parse.
+
+Folders come from other people's machines, so nothing in them may stop the
+others being read: a JSON line that cannot be flattened into the schema
+(`probe.results.csvs.problem`), a line longer than
+`probe.results.jsonl.MAX_LINE_BYTES`, a CSV line with a cell that is not of its
+column's kind or the wrong number of cells, a CSV whose header names unknown
+columns, and a run.json field of the wrong type are each skipped with a warning
+naming the file and line (at most WARNINGS_PER_FILE per file), and counted in
+`Results.skipped`. A number that is not finite (NaN, inf) is read as missing.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+import re
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -31,7 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from probe.results import csvs, jsonl
-from probe.results.schema import FILES
+from probe.results.jsonl import MAX_LINE_BYTES, OnSkip, Skip
+from probe.results.schema import FILES, Column
 
 TABLES = {"transfers": "transfers.csv", "samples": "samples.csv", "tcpinfo": "tcpinfo.csv",
           "dns": "dns.csv", "tls": "tls.csv", "tcp": "tcp.csv"}
@@ -40,11 +51,19 @@ MEASUREMENT_COLUMNS = ["run_id", "measurement_id", "measurement_start_time", "re
                        "connect_to", "address", "failure"]
 RUN_COLUMNS = ["run_id", "folder", "start", "end", "status", "label", "asn", "probe_version",
                "measurements", "targets", "source"]
-_STRINGS = {"run_id", "measurement_id", "transfer_id", "target", "family", "kind",
-            "experiment", "url", "host", "sni", "address", "direction", "method", "stopped_by",
-            "failure", "hostname", "query_type", "engine", "resolver", "rcode", "answers",
-            "cname_chain", "bogons", "server_name", "tls_version", "cipher_suite", "alpn",
-            "verify_error", "cert_subject", "cert_issuer", "cert_sans", "cert_sha256"}
+_STRINGS = {c.name for columns in FILES.values() for c in columns if c.kind == "text"}
+# How a number that is not finite is spelled in a CSV (Python's own writer): read as missing.
+_NOT_FINITE = ["nan", "inf", "-inf"]
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_CELL_OK = {"number": lambda c: c in _NOT_FINITE or _NUMBER.fullmatch(c) is not None,
+            "bool": lambda c: c in ("true", "false"),
+            "text": lambda c: "\x00" not in c}  # pandas ends a cell at a NUL byte
+# The cells that tie a row to its run, measurement and transfer: a row without one is lost.
+_KEYS = ("run_id", "measurement_id", "transfer_id")
+WARNINGS_PER_FILE = 20
+# run.json fields the analysis reads, and the type each must have to be used.
+_RUN_FIELDS = {"run_id": str, "start": str, "end": str, "status": str, "label": str,
+               "asn": str, "probe_version": str, "measurements": int, "targets": int}
 
 
 def run_folders(paths: Iterable[str | Path]) -> list[Path]:
@@ -74,12 +93,32 @@ def _is_run(p: Path) -> bool:
 
 
 class Results:
-    """The tables of a set of run folders; each table is loaded on first access."""
+    """The tables of a set of run folders; each table is loaded on first access.
+
+    `skipped` lists every malformed line left out so far (file, line, why).
+    """
 
     def __init__(self, folders: list[Path]) -> None:
         self.folders = folders
-        self._info = {f: _run_info(f) for f in folders}
-        self._derived: dict[Path, dict[str, list[dict]]] = {}
+        self.skipped: list[Skip] = []
+        self._seen: set[tuple[Path, int]] = set()
+        self._warned: Counter[Path] = Counter()
+        self._info = {f: _run_info(f, self._skip) for f in folders}
+        self._derived: dict[Path, tuple[dict[str, list[dict]], list[dict]]] = {}
+
+    def _skip(self, skip: Skip) -> None:
+        """Count a skipped line once (two tables may read the same line) and warn about the
+        first WARNINGS_PER_FILE of each file."""
+        if (skip.path, skip.line) in self._seen:
+            return
+        self._seen.add((skip.path, skip.line))
+        self.skipped.append(skip)
+        self._warned[skip.path] += 1
+        if self._warned[skip.path] <= WARNINGS_PER_FILE:
+            jsonl.warn(skip)
+        elif self._warned[skip.path] == WARNINGS_PER_FILE + 1:
+            print(f"{skip.path}: more lines skipped; warnings for this file stop here",
+                  file=sys.stderr)
 
     def _from_jsonl(self, folder: Path) -> bool:
         info = self._info[folder]
@@ -87,9 +126,12 @@ class Results:
             return (folder / "measurements.jsonl").is_file()
         return not all((folder / name).is_file() for name in FILES)
 
-    def _rows(self, folder: Path) -> dict[str, list[dict]]:
+    def _derive(self, folder: Path) -> tuple[dict[str, list[dict]], list[dict]]:
+        """The CSV rows and the measurement rows of a folder read from its JSONL, from one
+        pass over the measurements that can be flattened."""
         if folder not in self._derived:
-            self._derived[folder] = csvs.rows(jsonl.read(folder / "measurements.jsonl"))
+            ms = list(csvs.measurements(folder / "measurements.jsonl", self._skip))
+            self._derived[folder] = csvs.rows(ms), [_measurement_row(m) for m in ms]
         return self._derived[folder]
 
     def table(self, name: str) -> pd.DataFrame:
@@ -98,10 +140,11 @@ class Results:
         texts = []
         for folder in self.folders:
             if self._from_jsonl(folder):
-                texts.append(csvs.render(FILES[file], self._rows(folder)[file]))
+                rows = self._derive(folder)[0][file]
+                texts.append((folder / file, csvs.render(FILES[file], rows)))
             elif (folder / file).is_file():
-                texts.append((folder / file).read_text(encoding="utf-8"))
-        return _parse([c.name for c in FILES[file]], texts)
+                texts.append((folder / file, _read_text(folder / file, self._skip)))
+        return _parse(FILES[file], texts, self._skip)
 
     @cached_property
     def transfers(self) -> pd.DataFrame:
@@ -146,7 +189,9 @@ class Results:
 
     @cached_property
     def measurements(self) -> pd.DataFrame:
-        rows = [row for folder in self.folders for row in _measurement_rows(folder)]
+        rows = [row for folder in self.folders
+                for row in (self._derive(folder)[1] if self._from_jsonl(folder)
+                            else _measurement_rows(folder, self._skip))]
         df = pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
         df["measurement_start_time"] = pd.to_datetime(df["measurement_start_time"], utc=True,
                                                       errors="coerce")
@@ -160,12 +205,32 @@ def load(paths: Iterable[str | Path] | str | Path) -> Results:
     return Results(run_folders(paths))
 
 
-def _run_info(folder: Path) -> dict:
+def _run_info(folder: Path, on_skip: OnSkip) -> dict:
+    """The fields of run.json the analysis uses; a field of the wrong type is left out
+    (and named), an unreadable run.json leaves the folder without any."""
+    path = folder / "run.json"
+    none = {"run_id": folder.name, "status": None}
     try:
-        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"run_id": folder.name, "status": None}
-    return info if isinstance(info, dict) else {"run_id": folder.name, "status": None}
+        with open(path, "rb") as f:
+            raw = f.read(MAX_LINE_BYTES + 1)
+    except OSError:
+        return none
+    text = raw.decode("utf-8", errors="replace")
+    info = (jsonl.parse(text) if len(raw) <= MAX_LINE_BYTES
+            else f"longer than {MAX_LINE_BYTES} bytes")
+    if isinstance(info, str):
+        on_skip(Skip(path, 1, info))
+        return none
+    out = {}
+    for field, kind in _RUN_FIELDS.items():
+        value = info.get(field)
+        if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+            out[field] = value
+        else:
+            line = text.count("\n", 0, max(text.find(f'"{field}"'), 0)) + 1
+            what = "an integer" if kind is int else "a string"
+            on_skip(Skip(path, line, f"field {field} is not {what}"))
+    return out
 
 
 def _engine() -> str:
@@ -176,60 +241,168 @@ def _engine() -> str:
     return "pyarrow"
 
 
-def _parse(columns: list[str], texts: list[str]) -> pd.DataFrame:
-    """Parse many CSV texts at once: texts with the same header are joined, then read once."""
-    by_header: dict[str, list[str]] = {}
-    for text in texts:
+def _read_text(path: Path, on_skip: OnSkip) -> str:
+    """A CSV file's text; a line longer than MAX_LINE_BYTES becomes a blank line (named),
+    so it is never held whole and the other lines keep their numbers."""
+    try:
+        if path.stat().st_size <= MAX_LINE_BYTES:
+            return path.read_bytes().decode("utf-8", errors="replace")
+        kept: dict[int, str] = dict(jsonl.lines(path, on_skip))
+    except OSError as exc:
+        on_skip(Skip(path, 1, f"unreadable ({exc.strerror or exc})"))
+        return ""
+    last = max(kept, default=0)
+    return "".join(kept.get(n, "\n") for n in range(1, last + 1))
+
+
+def _parse(columns: list[Column], texts: list[tuple[Path, str]], on_skip: OnSkip
+           ) -> pd.DataFrame:
+    """Parse many CSV texts at once: texts with the same header are joined, then read once.
+
+    Only when that fails or a column comes out of the wrong kind are the texts of that
+    header checked line by line, to name and leave out the malformed lines.
+    """
+    kinds = {c.name: c.kind for c in columns}
+    by_header: dict[str, list[tuple[Path, str]]] = {}
+    for path, text in texts:
         header, _, body = text.partition("\n")
-        if body.strip():
-            by_header.setdefault(header, []).append(body if body.endswith("\n") else body + "\n")
+        if not body.strip():
+            continue
+        names = next(csv.reader([header]), [])
+        unknown = [n for n in names if n not in kinds]
+        if unknown or len(set(names)) != len(names) or not names:
+            on_skip(Skip(path, 1, f"header is not of {path.name} (columns {unknown[:3]} "
+                                  "unknown or repeated); the whole file is left out"))
+            continue
+        by_header.setdefault(header, []).append((path, body if body.endswith("\n")
+                                                 else body + "\n"))
     frames = []
     for header, bodies in by_header.items():
         names = next(csv.reader([header]))
-        dtype = {c: "string" for c in names if c in _STRINGS}
-        frames.append(pd.read_csv(io.StringIO("".join(bodies)), names=names, header=None,
-                                  dtype=dtype, true_values=["true"], false_values=["false"],
-                                  keep_default_na=False, na_values=[""], engine=_engine()))
+        try:
+            frame = _read_csv(names, "".join(body for _, body in bodies), kinds)
+        except (ValueError, csv.Error):  # pandas' ParserError is a ValueError
+            frame = None
+        if frame is None or _wrong_kind(frame, kinds):
+            text = "".join(_good_lines(path, names, body, kinds, on_skip)
+                           for path, body in bodies)
+            frame = _coerce(_read_csv(names, text, kinds), kinds)
+        frames.append(frame)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="string" if c in _STRINGS else "float64")
-                             for c in columns})
+                             for c in kinds})
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for name in kinds:
+        if name not in df:  # a file of an older format, without this column
+            df[name] = pd.Series(pd.NA if name in _STRINGS else float("nan"), index=df.index,
+                                 dtype="string" if name in _STRINGS else "float64")
     if "measurement_start_time" in df:
         df["measurement_start_time"] = pd.to_datetime(df["measurement_start_time"], utc=True,
                                                       errors="coerce")
     return df
 
 
-def _measurement_rows(folder: Path) -> list[dict]:
+def _read_csv(names: list[str], text: str, kinds: dict[str, str]) -> pd.DataFrame:
+    dtype = {c: "string" for c in names if c in _STRINGS}
+    na = {c: [""] + (_NOT_FINITE if kinds[c] == "number" else []) for c in names}
+    return pd.read_csv(io.StringIO(text), names=names, header=None, dtype=dtype,
+                       true_values=["true"], false_values=["false"], keep_default_na=False,
+                       na_values=na, engine=_engine())
+
+
+def _wrong_kind(frame: pd.DataFrame, kinds: dict[str, str]) -> bool:
+    """Whether a column holds values its kind does not allow (pandas fell back to text), or
+    a row lacks one of its keys."""
+    if any(frame[k].isna().any() for k in _KEYS if k in frame):
+        return True
+    for name in frame.columns:
+        col = frame[name]
+        if kinds[name] == "number" and col.dtype.kind not in "iuf":
+            return True
+        if kinds[name] == "bool" and col.dtype.kind != "b" and not all(
+                isinstance(v, bool) for v in col.dropna()):
+            return True
+    return False
+
+
+def _coerce(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Numbers as floats whatever pandas inferred (e.g. integers too long for int64)."""
+    for name in frame.columns:
+        if kinds[name] == "number" and frame[name].dtype.kind not in "iuf":
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    return frame
+
+
+def _good_lines(path: Path, names: list[str], body: str, kinds: dict[str, str],
+                on_skip: OnSkip) -> str:
+    """The rows of a CSV body whose cells fit their columns, written anew by the csv module
+    (so pandas reads exactly what was checked); the others are named and left out."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    checks = [_CELL_OK[kinds[n]] for n in names]
+    reader = csv.reader(io.StringIO(body))
+    line = 1  # the header's
+    while True:
+        start = line + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return out.getvalue()
+        except csv.Error as exc:
+            on_skip(Skip(path, start, f"not CSV ({exc})"))
+            line = reader.line_num + 1
+            continue
+        line = reader.line_num + 1
+        if not row:
+            continue
+        if len(row) != len(names):
+            on_skip(Skip(path, start, f"{len(row)} cells, the header has {len(names)}"))
+        elif missing := next((k for k, c in zip(names, row, strict=True)
+                              if k in _KEYS and not c), None):
+            on_skip(Skip(path, start, f"no {missing}"))
+        elif bad := next((n for n, c, ok in zip(names, row, checks, strict=True)
+                          if c and not ok(c)), None):
+            on_skip(Skip(path, start, f"column {bad} is not a {kinds[bad]}"
+                                      if kinds[bad] != "text" else f"column {bad} holds a NUL"))
+        else:
+            writer.writerow(row)
+
+
+def _measurement_rows(folder: Path, on_skip: OnSkip) -> list[dict]:
+    """The measurement table's rows of a folder whose tables come from its CSVs: from each
+    line's envelope and final keys only (see `_envelope`)."""
     path = folder / "measurements.jsonl"
     if not path.is_file():
         return []
     out = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            m = _envelope(line)
-            if m is None:
-                print(f"{path}:{lineno}: skipped unreadable line", file=sys.stderr)
-                continue
-            target = m.get("target") or {}
-            keys = m.get("test_keys") or {}
-            out.append({
-                "run_id": m.get("run_id"), "measurement_id": m.get("measurement_id"),
-                "measurement_start_time": m.get("measurement_start_time"),
-                "repetition": m.get("repetition"), "experiment": m.get("experiment"),
-                "target": target.get("name"), "family": target.get("family"),
-                "kind": target.get("kind"), "url": target.get("url"),
-                "host": target.get("host"), "sni": target.get("sni"),
-                "pair": target.get("pair"), "connect_to": target.get("connect_to"),
-                "address": keys.get("address"), "failure": keys.get("failure"),
-            })
+    for lineno, line in jsonl.lines(path, on_skip):
+        m = _envelope(line)
+        why = m if isinstance(m, str) else csvs.problem(m)
+        if why is None:
+            out.append(_measurement_row(m))
+        else:
+            on_skip(Skip(path, lineno, why))
     return out
 
 
-def _envelope(line: str) -> dict | None:
-    """The envelope and the final test keys of one JSON line, without parsing the samples.
+def _measurement_row(m: dict) -> dict:
+    target = m.get("target") or {}
+    keys = m.get("test_keys") or {}
+    return {
+        "run_id": m.get("run_id"), "measurement_id": m.get("measurement_id"),
+        "measurement_start_time": m.get("measurement_start_time"),
+        "repetition": m.get("repetition"), "experiment": m.get("experiment"),
+        "target": target.get("name"), "family": target.get("family"),
+        "kind": target.get("kind"), "url": target.get("url"),
+        "host": target.get("host"), "sni": target.get("sni"),
+        "pair": target.get("pair"), "connect_to": target.get("connect_to"),
+        "address": keys.get("address"), "failure": keys.get("failure"),
+    }
+
+
+def _envelope(line: str) -> dict | str:
+    """The envelope and the final test keys of one JSON line, without parsing the samples,
+    or why the line is not JSON.
 
     The runner writes `test_keys` last and, inside it, `address`, `dns_consistency`
     and `failure` after the bulky lists; anything else is parsed whole (also when
@@ -241,16 +414,9 @@ def _envelope(line: str) -> dict | None:
     if address > head_end:
         tail_start = address
     if head_end > 0 and tail_start > head_end:
-        try:
-            head = json.loads(line[:head_end] + "}")
-            tail = json.loads("{" + line[tail_start:].rstrip()[:-1])
-        except ValueError:
-            pass
-        else:
+        head = jsonl.parse(line[:head_end] + "}")
+        tail = jsonl.parse("{" + line[tail_start:].rstrip()[:-1])
+        if isinstance(head, dict) and isinstance(tail, dict):
             head["test_keys"] = tail
             return head
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+    return jsonl.parse(line)

@@ -168,8 +168,9 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--jitter", type=click.FloatRange(0, 3600), default=0, metavar="SECONDS",
               help="Sleep a random 0..SECONDS before measuring (spreads scheduled runs).")
 @click.option("--yes", "-y", is_flag=True,
-              help="Accept the explanation of what is measured and its risk (asked once at "
-                   "a terminal otherwise).")
+              help="Accept the explanation of what is measured and its risk, and record it "
+                   "(asked once at a terminal otherwise). Without a terminal a run needs "
+                   "consent on record or --yes; it exits with 2 before measuring.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also log to this file, rotated at 1 MB (5 kept); for scheduled runs. "
                    "Lines are in UTC and scrubbed like the results; keep the file out of "
@@ -196,9 +197,13 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     SIGINT/SIGTERM finish the measurement in flight, write the results and exit 0;
     a second signal stops at once with 130 (the results written so far stay valid).
 
+    Consent: the first run at a terminal explains what is measured and its risk
+    and asks; without a terminal nobody can be asked, so the run needs consent on
+    record (or --yes) and otherwise exits with 2 having measured nothing.
+
     Exit status: 0 when the run completed (whatever it found, also when a budget
-    or a signal stopped it), 2 for bad input or unwritable results, 3 when
-    another run holds the lock, 1 for an internal error.
+    or a signal stopped it), 2 for bad input, unwritable results or no consent, 3
+    when another run holds the lock, 1 for an internal error.
     """
     from probe import targets as targets_mod
     from probe.measure.transfer import Limits
@@ -224,7 +229,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         consent_state = consent.ensure(
             interactive, yes, lambda text: click.confirm(f"{text}\nMeasure now?", err=True))
     except consent.ConsentRefused as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
     run_lock = lock.RunLock()
     try:
         run_lock.acquire(wait=wait)
@@ -408,14 +413,35 @@ def _graceful_signals(runner) -> Iterator[None]:
 @click.argument("folders", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 def rebuild(folders: tuple[Path, ...]) -> None:
-    """Rebuild a run folder's CSVs from its measurements.jsonl (e.g. after a killed run)."""
-    from probe.results import csvs
+    """Rebuild a run folder's CSVs from its measurements.jsonl (e.g. after a killed run).
 
+    A line that cannot be flattened (not JSON, longer than 16 MiB, nested too deeply, or
+    not of the documented format) is skipped with a warning naming its file and line, and
+    counted. Exit status: 0 when every folder was rebuilt (lines skipped or not), 2 when a
+    folder has no readable measurements.jsonl or cannot be written; the others are
+    rebuilt all the same.
+    """
+    from probe.results import csvs, jsonl
+
+    failed = False
     for f in folders:
+        skipped: list[jsonl.Skip] = []
+
+        def note(skip: jsonl.Skip, skipped: list[jsonl.Skip] = skipped) -> None:
+            skipped.append(skip)
+            jsonl.warn(skip)
+
         try:
-            paths = csvs.rebuild(f)
+            paths = csvs.rebuild(f, note)
         except FileNotFoundError as exc:
-            _fail(f"error: {exc}", EXIT_BAD_INPUT)
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
         except OSError as exc:  # unreadable JSONL, unwritable folder, full disk
-            _fail(f"error: {f}: {exc.strerror or exc}", EXIT_BAD_INPUT)
-        click.echo(f"{f}: rebuilt {', '.join(p.name for p in paths)}")
+            click.echo(f"error: {f}: {exc.strerror or exc}", err=True)
+            failed = True
+            continue
+        note_skipped = f"; skipped {len(skipped)} malformed line(s)" if skipped else ""
+        click.echo(f"{f}: rebuilt {', '.join(p.name for p in paths)}{note_skipped}")
+    if failed:
+        sys.exit(EXIT_BAD_INPUT)

@@ -23,9 +23,10 @@ def targets(world: dict, body: str) -> Path:
 
 
 def probe_cmd(world: dict, targets: Path, out: Path, *extra: str) -> list[str]:
-    """`probe run` against the world: its DNS server only, its CA, loopback not a bogon."""
+    """`probe run` against the world: its DNS server only, its CA, loopback not a bogon;
+    consent given with --yes (no terminal here)."""
     dns = world["dns"]
-    return PROBE + ["run", "--targets", str(targets), "--no-system-resolver",
+    return PROBE + ["run", "--yes", "--targets", str(targets), "--no-system-resolver",
                     "--resolver", f"{dns.host}:{dns.port}", "--ca-bundle", str(world["ca"]),
                     "--allow-net", "127.0.0.0/8", "--out", str(out), "--dns-timeout", "2",
                     *extra]

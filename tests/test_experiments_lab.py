@@ -61,7 +61,7 @@ def run_probe(lab: Lab, tmp: Path, targets: str, experiments: str, repeat: int =
     """`probe run` with the experiments in the client namespace; the result folder."""
     (tmp / "targets.toml").write_text(targets)
     state = lab.state
-    cmd = [PROBE, "run", "--targets", str(tmp / "targets.toml"), "--server",
+    cmd = [PROBE, "run", "--yes", "--targets", str(tmp / "targets.toml"), "--server",
            f"https://{state['measure']['name']}:{state['measure']['port']}",
            "--experiments", experiments, "--ca-bundle", state["ca"]["cert"],
            "--max-seconds", "5", "--repeat", str(repeat), "--out", str(tmp / "out"), "-q"]

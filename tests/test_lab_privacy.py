@@ -43,7 +43,7 @@ url = "https://{client}:9/x.jpg"
 family = "control"
 kind = "image"
 """)
-        res = lab.exec(VENV_PROBE + ["run", "--targets", str(targets), "--ca-bundle",
+        res = lab.exec(VENV_PROBE + ["run", "--yes", "--targets", str(targets), "--ca-bundle",
                                      state["ca"]["cert"], *LAB_NETS, "--out",
                                      str(tmp_path / "out"), "--quiet", "--max-seconds", "3"],
                        timeout=120)
@@ -72,7 +72,7 @@ def test_asn_from_a_local_database_without_the_address(tmp_path: Path) -> None:
         targets.write_text('[[target]]\nname = "tw-image"\n'
                            'url = "https://pbs.twimg.com/media/img/photo.jpg"\n'
                            'family = "twitter"\nkind = "image"\n')
-        res = lab.exec(VENV_PROBE + ["run", "--targets", str(targets), "--ca-bundle",
+        res = lab.exec(VENV_PROBE + ["run", "--yes", "--targets", str(targets), "--ca-bundle",
                                      state["ca"]["cert"], *LAB_NETS, "--asn-db", str(db),
                                      "--out", str(tmp_path / "out"), "--quiet",
                                      "--max-seconds", "3"], timeout=120)

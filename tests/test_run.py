@@ -205,7 +205,7 @@ def test_doh_resolver_only(world: dict, tmp_path: Path, test_ca) -> None:
     zone = {"records": {"pbs.twimg.com": {"A": ["127.0.0.1"]}}}
     with DohServer(zone, test_ca.issue(["127.0.0.1"], stem="doh")) as doh:
         res = subprocess.run(
-            PROBE + ["run", "--targets", str(targets(world, ONE)),
+            PROBE + ["run", "--yes", "--targets", str(targets(world, ONE)),
                      "--no-system-resolver", "--doh", doh.url, "--ca-bundle", str(world["ca"]),
                      "--allow-net", "127.0.0.0/8", "--out", str(tmp_path), "--quiet"],
             capture_output=True, text=True, timeout=120,

@@ -342,7 +342,8 @@ def test_secondary_ipv4_addresses_are_found(tmp_path: Path) -> None:
 def test_consent_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_STATE_DIR", str(tmp_path))
     asked = []
-    assert consent.ensure(False, False, asked.append) == "not-asked"
+    with pytest.raises(consent.ConsentRefused, match="nobody can be asked"):
+        consent.ensure(False, False, asked.append)
     assert asked == [] and consent.on_record() is None
     with pytest.raises(consent.ConsentRefused):
         consent.ensure(True, False, lambda text: asked.append(text) or False)
@@ -360,16 +361,30 @@ def test_consent_given_with_yes_survives_an_unwritable_state_folder(
     assert consent.on_record() is None
 
 
-def test_run_json_records_consent_state(world: dict, tmp_path: Path) -> None:
+def test_no_measurement_without_recorded_consent(world: dict, tmp_path: Path) -> None:
+    """Without a terminal nobody can be asked: no consent on record and no --yes is exit 2
+    before anything is measured; --yes records it, and later runs find it on record."""
     env = {**os.environ, "PROBE_STATE_DIR": str(tmp_path / "state"),
            "PROBE_LOCK_FILE": str(tmp_path / "lock")}
     body = SLOW.replace("/slow/100000?kbps=400", "/bytes/1000")
-    res = run_probe(world, targets(world, body), tmp_path / "a", "--quiet", env=env)
-    info = json.loads((Path(res.stdout.strip()) / "run.json").read_text())
-    assert info["consent"] == "not-asked"
-    res = run_probe(world, targets(world, body), tmp_path / "b", "--quiet", "--yes", env=env)
+
+    def without_yes(out: Path) -> subprocess.CompletedProcess:
+        cmd = [a for a in probe_cmd(world, targets(world, body), out, "--quiet") if a != "--yes"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env,
+                              stdin=subprocess.DEVNULL)
+
+    requests = len(world["origin"].seen.requests)
+    res = without_yes(tmp_path / "a")
+    assert res.returncode == 2, res.stderr
+    assert "no consent on record" in res.stderr and "--yes" in res.stderr
+    assert not (tmp_path / "a").exists() and len(world["origin"].seen.requests) == requests
+    res = run_probe(world, targets(world, body), tmp_path / "b", "--quiet", env=env)
     info = json.loads((Path(res.stdout.strip()) / "run.json").read_text())
     assert info["consent"] == "yes-flag"
+    res = without_yes(tmp_path / "c")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((Path(res.stdout.strip()) / "run.json").read_text())
+    assert info["consent"] == "on-record"
 
 
 def test_log_file_and_verbose(world: dict, tmp_path: Path) -> None:

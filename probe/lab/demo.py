@@ -52,7 +52,7 @@ def probe_argv(
 ) -> list[str]:
     """`probe run` as a client of the lab: its CA trusted, its prefixes not bogons."""
     state = lab.state
-    argv = [str(probe_executable()), "run", "--targets", str(targets),
+    argv = [str(probe_executable()), "run", "--yes", "--targets", str(targets),
             "--ca-bundle", state["ca"]["cert"], "--out", str(out), "--quiet",
             "--repeat", str(repeat), "--max-seconds", str(max_seconds)]
     for net in state["allow_nets"]:

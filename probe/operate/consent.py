@@ -2,8 +2,9 @@
 
 Measuring censorship from inside a censored network can draw attention. The
 first run at a terminal explains this and asks; the answer is kept so later
-runs (and `probe schedule install`) know it was given. Runs without a
-terminal cannot ask: they proceed and record that consent was not asked.
+runs (and `probe schedule install`) know it was given. A run without a
+terminal cannot ask, so it measures only with consent on record or `--yes`
+(which records it); otherwise it stops before measuring anything.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from probe.operate.state import state_dir
@@ -40,7 +42,12 @@ TEXT_SHA256 = hashlib.sha256(TEXT.encode()).hexdigest()
 
 
 class ConsentRefused(Exception):
-    """The volunteer said no."""
+    """The volunteer said no, or could not be asked and gave no --yes."""
+
+
+NOT_ASKED = ("no consent on record, and without a terminal nobody can be asked. Read what "
+             "the probe does and its risk, then run `probe run` once at a terminal or pass "
+             "--yes:\n\n" + TEXT)
 
 
 def path() -> Path:
@@ -66,11 +73,12 @@ def record(how: str) -> dict:
     return data
 
 
-def ensure(interactive: bool, yes: bool, ask) -> str:
-    """Consent state for run.json: `on-record`, `given-now`, `yes-flag`, or `not-asked`.
+def ensure(interactive: bool, yes: bool, ask: Callable[[str], bool]) -> str:
+    """Consent state for run.json: `on-record`, `given-now` or `yes-flag`.
 
     `ask(text) -> bool` shows the explanation and returns the answer; it is only
-    called at a terminal when nothing is on record. Raises ConsentRefused on no.
+    called at a terminal when nothing is on record. Raises ConsentRefused on no,
+    and without a terminal, nothing on record and no `yes`.
     """
     if on_record():
         return "on-record"
@@ -78,7 +86,7 @@ def ensure(interactive: bool, yes: bool, ask) -> str:
         _keep("--yes")
         return "yes-flag"
     if not interactive:
-        return "not-asked"
+        raise ConsentRefused(NOT_ASKED)
     if not ask(TEXT):
         raise ConsentRefused("consent not given; nothing was measured")
     _keep("prompt")

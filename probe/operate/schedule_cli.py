@@ -87,7 +87,10 @@ def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
             _fail("error: no consent on record. Read what the probe does and its risk, then "
                   "run `probe run` once at a terminal or pass --yes:\n\n" + consent.TEXT)
         click.echo(consent.TEXT, err=True)
-        consent.record("schedule --yes")
+        try:
+            consent.record("schedule --yes")
+        except OSError as exc:  # a scheduled run without it would refuse to measure
+            _fail(f"error: cannot record consent in {consent.path()}: {exc.strerror or exc}")
     try:
         if scheduler == "cron":
             schedule.install(line)

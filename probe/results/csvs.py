@@ -1,7 +1,10 @@
 """Derive the tidy CSVs of a run from its `measurements.jsonl`.
 
 The CSVs are a view: they are rebuilt whole from the JSONL (also after a
-killed run) and written atomically, so they never disagree with it.
+killed run) and written atomically, so they never disagree with it. A JSONL
+from another machine may hold anything: `problem` says whether a measurement
+can be flattened into cells of the schema's kinds, and `measurements` reads only
+those that can, naming the lines it skips.
 """
 
 from __future__ import annotations
@@ -58,6 +61,79 @@ def rows(measurements: Iterable[dict]) -> dict[str, list[dict]]:
     return out
 
 
+_RECORD_LISTS = ("queries", "tcp_connect", "tls_handshakes", "transfers")
+# Envelope fields that the analysis reads as text straight from the JSONL, not via a CSV.
+_TEXT_FIELDS = ("run_id", "measurement_id", "measurement_start_time", "experiment")
+_TEXT_PARTS = {"target": ("name", "family", "kind", "url", "host", "sni", "pair", "connect_to"),
+               "test_keys": ("address", "failure")}
+
+
+def problem(measurement: dict) -> str | None:
+    """Why a measurement cannot be flattened into the CSVs, or None when it can: objects
+    and lists where the format has them, `[t_ms, bytes]` pairs in `samples`, and every
+    cell of its rows a number, a boolean or a text as its column says (or empty)."""
+    for field in _TEXT_FIELDS:
+        if not isinstance(measurement.get(field), str | None):
+            return f"{field} is not a string"
+    for name, fields in _TEXT_PARTS.items():
+        part = measurement.get(name)
+        if not isinstance(part, dict | None):
+            return f"{name} is not an object"
+        for field in fields:
+            if not isinstance((part or {}).get(field), str | None):
+                return f"{name}.{field} is not a string"
+    keys = measurement.get("test_keys") or {}
+    if not isinstance(keys.get("dns_consistency"), dict | None):
+        return "test_keys.dns_consistency is not an object"
+    for name in _RECORD_LISTS:
+        records = keys.get(name)
+        if not isinstance(records, list | None) or any(not isinstance(r, dict)
+                                                        for r in records or []):
+            return f"test_keys.{name} is not a list of objects"
+    for i, t in enumerate(keys.get("transfers") or []):
+        where = f"test_keys.transfers[{i}]"
+        samples, snaps = t.get("samples"), t.get("tcp_info")
+        if not isinstance(samples, list | None) or any(
+                not isinstance(s, list) or len(s) != 2 for s in samples or []):
+            return f"{where}.samples is not a list of [t_ms, bytes] pairs"
+        if not isinstance(snaps, list | None) or any(not isinstance(s, dict)
+                                                      for s in snaps or []):
+            return f"{where}.tcp_info is not a list of objects"
+    for name, records in rows([measurement]).items():
+        for record in records:
+            for column in FILES[name]:
+                try:
+                    value = column.get(record)
+                except Exception as exc:  # noqa: BLE001 - any failure means a malformed record
+                    return f"{name} column {column.name} cannot be derived ({type(exc).__name__})"
+                if not _fits(column.kind, value):
+                    return (f"{name} column {column.name} holds a {type(value).__name__}, "
+                            f"not a {column.kind}")
+    return None
+
+
+def _fits(kind: str, value: object) -> bool:
+    if value is None:
+        return True
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def measurements(path: Path, on_skip: jsonl.OnSkip = jsonl.warn) -> Iterator[dict]:
+    """The measurements of a JSONL file that can be flattened; the others are reported to
+    `on_skip` with their line and left out."""
+    for lineno, text in jsonl.lines(path, on_skip):
+        m = jsonl.parse(text)
+        why = m if isinstance(m, str) else problem(m)
+        if why is None:
+            yield m
+        else:
+            on_skip(jsonl.Skip(Path(path), lineno, why))
+
+
 def render(columns: list[Column], records: Iterable[dict]) -> str:
     """CSV text with a header; None becomes an empty cell, booleans true/false."""
     buf = io.StringIO()
@@ -87,12 +163,10 @@ def write_all(folder: Path, measurements: Iterable[dict]) -> list[Path]:
     return paths
 
 
-def rebuild(folder: Path) -> list[Path]:
-    """Re-derive the CSVs of a run folder from its JSONL (e.g. after `kill -9`)."""
-    return write_all(folder, _read(Path(folder) / "measurements.jsonl"))
-
-
-def _read(path: Path) -> Iterator[dict]:
+def rebuild(folder: Path, on_skip: jsonl.OnSkip = jsonl.warn) -> list[Path]:
+    """Re-derive the CSVs of a run folder from its JSONL (e.g. after `kill -9`); lines that
+    cannot be flattened are reported to `on_skip` and left out."""
+    path = Path(folder) / "measurements.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no measurements.jsonl in this folder")
-    yield from jsonl.read(path)
+    return write_all(folder, measurements(path, on_skip))

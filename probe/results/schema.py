@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+NUMBER_UNITS = frozenset({"count", "s", "ms", "us", "bytes", "segments", "kbit/s", "bit/s"})
+_UNITLESS_NUMBERS = frozenset({"port", "status_code"})
+
 
 @dataclass(frozen=True)
 class Column:
@@ -18,6 +21,16 @@ class Column:
     unit: str
     meaning: str
     get: Callable[[dict], Any]
+
+    @property
+    def kind(self) -> str:
+        """What a cell may hold: `number`, `bool` or `text`; the readers of result folders
+        from other machines check every cell against it."""
+        if self.unit == "bool":
+            return "bool"
+        if self.unit in NUMBER_UNITS or self.name in _UNITLESS_NUMBERS:
+            return "number"
+        return "text"
 
 
 def _key(name: str) -> Callable[[dict], Any]:
