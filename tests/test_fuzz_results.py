@@ -9,6 +9,7 @@ folder's verdicts must come out as they do alone.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
@@ -43,6 +44,7 @@ BAD_ID = "20210312T090000Z-badbad"
 def _good() -> Path:
     """One complete run folder (a policed Twitter image and its control, two repetitions)."""
     root = Path(tempfile.mkdtemp(prefix="fuzz-good-"))
+    atexit.register(shutil.rmtree, root, True)
     return write_run(root, RunSpec(pairs(("image",), POLICED, FAST), repeat=2, seed=1))
 
 
