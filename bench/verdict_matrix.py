@@ -186,6 +186,37 @@ def table(cells: Sequence[Cell]) -> str:
     return "\n".join([head, *rows])
 
 
+SHORT = {"lab-twitter-image": "pbs image", "lab-twitter-hls": "video (HLS)",
+         "matrix-twitter-tco-image": "t.co image",
+         "lab-collateral-microsoft-image": "www.microsoft.com image"}
+
+
+def compact(cells: Sequence[Cell]) -> str:
+    """One row per scenario and rate, one column per judged target: verdict, then for a
+    throttled target its rate_kbps, KB and seconds spent (the README's table)."""
+    names = [n for n in SHORT if any(c.target == n for c in cells)]
+    head = ("| scenario | kbit/s | " + " | ".join(SHORT[n] for n in names) + " |\n"
+            "| --- | --- |" + " --- |" * len(names))
+    rows = []
+    for key in dict.fromkeys((c.scenario, c.rate_kbps) for c in cells):
+        by = {c.target: c for c in cells if (c.scenario, c.rate_kbps) == key}
+        out = []
+        for n in names:
+            c = by.get(n)
+            if c is None:
+                out.append("")
+                continue
+            text = c.verdict if c.right else f"**{c.verdict}** (want {c.expected})"
+            if c.verdict == "throttled":
+                text += f" {c.measured_kbps:.0f} kbit/s, {c.kb:.0f} KB, {c.seconds:.1f} s"
+                if c.curl_kbps is not None:
+                    text += f" (curl {c.curl_kbps:.0f})"
+            out.append(text)
+        rate = "" if key[1] is None else f"{key[1]:g}"
+        rows.append(f"| {key[0]} | {rate} | " + " | ".join(out) + " |")
+    return "\n".join([head, *rows])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", action="append",
@@ -196,7 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="keep the result folders here")
     parser.add_argument("--json", type=Path, help="write the cells as JSON here")
     parser.add_argument("--prefix", default=PREFIX, help="lab namespace prefix")
+    parser.add_argument("--from-json", type=Path, metavar="FILE",
+                        help="print the tables of cells kept with --json, run nothing")
     args = parser.parse_args(argv)
+    if args.from_json:
+        kept = [Cell(**c) for c in json.loads(args.from_json.read_text())]
+        print(table(kept) + "\n\n" + compact(kept))
+        return 1 if any(not c.right for c in kept) else 0
     if os.geteuid() != 0:
         print("skipped: needs root for the namespace lab")
         return 0
@@ -206,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out.resolve() if args.out else Path(tmp) / "results"
         cells = run_matrix(Path(tmp) / "lab", out, args.scenario or (*THROTTLERS, *NEUTRAL),
                            args.rate or RATES, args.prefix)
-    print(table(cells))
+    print(table(cells) + "\n\n" + compact(cells))
     wrong = [c for c in cells if not c.right]
     print(f"\n{len(cells) - len(wrong)} of {len(cells)} cells right")
     if args.json:
