@@ -16,6 +16,7 @@ from probe.server.admission import Client, Refused, SlotLimits, Slots, Standing
 from probe.server.app import Server
 from probe.server.cli import serve
 from probe.server.config import ServerConfig
+from tests.test_server import closed_by_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,18 +118,6 @@ def request(sock: socket.socket, path: str = "/bytes?n=10") -> dict[str, str]:
     return headers
 
 
-def closed(sock: socket.socket, within: float) -> bool:
-    sock.settimeout(within)
-    try:
-        while sock.recv(65536):
-            pass
-        return True
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-
-
 def connection_records(log: Path, count: int) -> list[dict]:
     """The log's connection lines once `count` are written (bounded wait: they come at close)."""
     deadline = time.monotonic() + 10
@@ -145,7 +134,7 @@ def test_the_last_request_allowed_is_answered_with_connection_close(tmp_path):
         with socket.create_connection(srv.addresses[0]) as sock:
             assert [request(sock)["connection"] for _ in range(3)] == [
                 "keep-alive", "keep-alive", "close"]
-            assert closed(sock, within=5)
+            assert closed_by_server(sock, within=5)
         (record,) = connection_records(tmp_path / "serve.jsonl", 1)
     assert (record["requests"], record["end"]) == (3, "server_closed")
 
@@ -170,7 +159,7 @@ def test_a_connection_lasts_no_longer_than_its_lifetime_however_active(tmp_path)
         with socket.create_connection(srv.addresses[0]) as reader:
             reader.sendall(b"GET /bytes?n=100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             time.sleep(1.5)
-            assert closed(reader, within=0.5)
+            assert closed_by_server(reader, within=0.5)
         records = connection_records(tmp_path / "serve.jsonl", 2)
     (cut,) = [r for r in records if r["bytes_out"] > 1_000_000]
     (kept,) = [r for r in records if r["bytes_out"] < 1_000_000]
@@ -188,7 +177,7 @@ def test_when_full_the_stalled_reader_is_evicted_and_the_active_client_kept(tmp_
                 time.sleep(0.1)
             with socket.create_connection(srv.addresses[0]) as fresh:
                 assert request(fresh)["connection"] == "keep-alive"
-            assert closed(slow, within=3)
+            assert closed_by_server(slow, within=3)
             assert request(active)["connection"] == "keep-alive"
         assert srv.evicted == 1
         ends = [r["end"] for r in connection_records(tmp_path / "serve.jsonl", 2)]
