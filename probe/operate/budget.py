@@ -23,6 +23,9 @@ MB = 1_000_000
 # a certificate chain, and one DNS query and answer.
 TLS_OVERHEAD_BYTES = 8_000
 DNS_OVERHEAD_BYTES = 300
+# The ledger keeps the days of the most recent calendar months it holds: a year and
+# the current month, as the ledger itself recorded them (not as the clock says now).
+KEEP_MONTHS = 13
 
 
 def measurement_bytes(measurement: dict) -> int:
@@ -69,9 +72,20 @@ class Ledger:
             fcntl.flock(lock, fcntl.LOCK_EX)
             days = self._read()
             days[day.isoformat()] = days.get(day.isoformat(), 0) + n
-            cutoff = (day - dt.timedelta(days=400)).isoformat()
-            days = {k: v for k, v in days.items() if k >= cutoff}
-            write_text(self.path, json.dumps({"days": days}, indent=1, sort_keys=True) + "\n")
+            text = json.dumps({"days": _recent(days)}, indent=1, sort_keys=True)
+            write_text(self.path, text + "\n")
+
+
+def _recent(days: dict[str, int]) -> dict[str, int]:
+    """The days of the KEEP_MONTHS most recent months the ledger holds.
+
+    Pruning by "now" would let one run with a clock far ahead (a dead RTC
+    battery, a wrong NTP answer) erase this month's usage and lift the monthly
+    cap; counting months the ledger recorded, such a run adds one month and
+    forgets none of the current one.
+    """
+    months = sorted({k[:7] for k in days}, reverse=True)[:KEEP_MONTHS]
+    return {k: v for k, v in days.items() if k[:7] in months}
 
 
 @dataclass
