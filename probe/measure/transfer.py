@@ -157,7 +157,8 @@ class Session:
     ) -> dict:
         """Run one request; append df-001/df-008 records and a transfer record; return the latter.
 
-        `byte_range` is inclusive (HTTP Range). `sink` sees every body chunk (the
+        `byte_range` is inclusive (HTTP Range); a GET asks for no more than
+        `max_bytes` of it (of the whole object if None). `sink` sees every body chunk (the
         caller decides what to keep; we keep nothing). `stop_when` sees
         [(t_ms, cumulative_bytes)] on every tick (in the sampler thread) and may
         end the transfer by returning True. Its bytes are the kernel's count of
@@ -185,8 +186,9 @@ class Session:
                 progress.started = time.monotonic()
 
         req_headers = dict(headers or {})
-        if byte_range is not None:
-            req_headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        sent_range = _capped_range(byte_range, max_bytes) if method == "GET" else byte_range
+        if sent_range is not None:
+            req_headers["Range"] = f"bytes={sent_range[0]}-{sent_range[1]}"
         request = self.client.build_request(
             method, url, headers=req_headers, extensions={"trace": trace}
         )
@@ -224,6 +226,9 @@ class Session:
                 response.close()
             if stopped_by == progress.stop_reason:
                 stopped_by, failure = _stopped(progress)
+            elif stopped_by == "complete" and status == 206 and _cut_by_cap(
+                    byte_range, sent_range, response.headers.get("content-range")):
+                stopped_by = "max_bytes"
         except (httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
             stopped_by, failure = _outcome(exc, progress)
         finally:
@@ -366,6 +371,31 @@ class Session:
             progress.callback_error = exc
             progress.stop("error")
             return False
+
+
+def _capped_range(asked: tuple[int, int] | None, max_bytes: int) -> tuple[int, int] | None:
+    """The byte range to ask for: `asked` (the whole object if None) cut to `max_bytes`.
+
+    Stopping to read at the cap does not stop the server: what it sent within
+    the receive window (megabytes on a fast path) arrives anyway. Asked for no
+    more than the cap, a server that honours ranges sends no more; one that
+    ignores them answers 200 and the read stops at the cap as before.
+    """
+    first = asked[0] if asked else 0
+    last = first + max(1, max_bytes) - 1
+    return (first, min(last, asked[1])) if asked else (first, last)
+
+
+def _cut_by_cap(asked: tuple[int, int] | None, sent: tuple[int, int] | None,
+                content_range: str | None) -> bool:
+    """True when a 206 answered the range the cap cut and the object (or the range the
+    caller asked for) goes on past it: the cap ended the transfer, not the object."""
+    match = re.fullmatch(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)", (content_range or "").strip())
+    if sent is None or sent == asked or match is None or int(match[2]) != sent[1]:
+        return False
+    if asked is not None:
+        return asked[1] > sent[1]
+    return match[3] == "*" or int(match[3]) > sent[1] + 1
 
 
 def _stopped(progress: _Progress) -> tuple[str, str | None]:
