@@ -35,7 +35,7 @@ from probe.results.schema import FILES
 from tests.fixtures_results import FAST, POLICED, RunSpec, pairs, write_run
 
 pytestmark = pytest.mark.timeout(600)
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 BAD_ID = "20210312T090000Z-badbad"
 

@@ -94,7 +94,8 @@ def serve_bytes(data: bytes) -> list[int | str]:
                 return [*outcomes, type(exc).__name__]
 
 
-@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(requests)
 def test_request_reader_parses_or_refuses_cleanly(data: bytes):
     counts["http reader"] = counts.get("http reader", 0) + 1
@@ -120,7 +121,7 @@ NAMES = ["pbs.twimg.com", "a.b", ".".join(["x" * 60] * 4), "control.test"]
 HELLOS = [client_hello(n) for n in NAMES] + [client_hello(None)]
 
 
-@settings(max_examples=6000, deadline=None)
+@settings(max_examples=2500, deadline=None, derandomize=True)
 @given(st.one_of(st.binary(max_size=600), mutated(HELLOS),
                  st.sampled_from(HELLOS).flatmap(lambda h: st.integers(0, len(h)).map(
                      lambda n: h[:n]))))
@@ -147,7 +148,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
         yield srv, log
 
 
-@settings(max_examples=400, deadline=None,
+@settings(max_examples=400, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(requests)
 def test_server_answers_or_closes_on_any_bytes(live: tuple[Server, Path], data: bytes):
