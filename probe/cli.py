@@ -18,6 +18,7 @@ from typing import NoReturn
 import click
 
 from probe import __version__
+from probe.operate.options import budget_options
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -150,12 +151,7 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--no-early-stop", is_flag=True,
               help="Always use the full --max-bytes/--max-seconds instead of stopping a "
                    "transfer once its rate estimate is stable.")
-@click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
-              help="Stop starting transfers once this run has moved MB megabytes (10^6 B).")
-@click.option("--daily-budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
-              help="Rolling cap across runs for the current UTC day (kept in the state dir).")
-@click.option("--monthly-budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
-              help="Rolling cap across runs for the current UTC month.")
+@budget_options
 @click.option("--label", help="Free-text network label stored in run.json (e.g. 'mts-mobile').")
 @click.option("--asn-db", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Local IP-to-ASN database (iptoasn.com TSV, plain or .gz) to record this "

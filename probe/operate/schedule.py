@@ -19,6 +19,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from probe.operate.options import budget_argv
+
 MARKER = "# throttle-probe schedule"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -107,11 +109,9 @@ class Plan:
                 "--log-file", str(self.log_file.resolve())]
         if jitter_s:
             args += ["--jitter", str(jitter_s)]
-        for flag, value in (("--budget-mb", self.budget_mb),
-                            ("--daily-budget-mb", self.daily_budget_mb),
-                            ("--monthly-budget-mb", self.monthly_budget_mb)):
-            if value:
-                args += [flag, f"{value:g}"]
+        args += budget_argv({"budget_mb": self.budget_mb,
+                             "daily_budget_mb": self.daily_budget_mb,
+                             "monthly_budget_mb": self.monthly_budget_mb})
         args += self.extra_args
         for i, arg in enumerate(args):
             refuse_control(_option_of(args, i), arg)

@@ -12,6 +12,7 @@ import click
 
 from probe.operate import consent, schedule, systemd_timer
 from probe.operate.budget import Ledger, default_ledger_path
+from probe.operate.options import budget_options
 from probe.operate.state import state_dir
 
 EXIT_BAD_INPUT = 2
@@ -29,12 +30,7 @@ def schedule_group() -> None:
                    "a systemd timer takes any period).")
 @click.option("--jitter", metavar="DURATION",
               help="Random delay before each run, shorter than --every (e.g. 10m).")
-@click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
-              help="Data cap per run, in megabytes.")
-@click.option("--daily-budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
-              help="Rolling data cap per UTC day across runs.")
-@click.option("--monthly-budget-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
-              help="Rolling data cap per UTC month across runs.")
+@budget_options
 @click.option("--out", default=Path("results"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Results folder.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
