@@ -180,6 +180,20 @@ def test_bytes_over_https_and_plain_http_on_the_same_port(server, client):
     assert head.headers["content-length"] == "777" and head.content == b""
 
 
+def test_bytes_honours_a_single_range_so_a_clients_cap_holds(server, client):
+    """/bytes?n= is an object like any other: a Range gives 206 and only that span, the
+    same bytes the whole object holds there."""
+    whole = client.get(https(server, "/bytes?n=3000000")).content
+    part = client.get(https(server, "/bytes?n=3000000"), headers={"Range": "bytes=2000000-"})
+    assert part.status_code == 206 and part.headers["content-range"] == \
+        "bytes 2000000-2999999/3000000"
+    assert part.content == whole[2_000_000:]
+    capped = client.get(https(server, "/bytes?n=1000000"), headers={"Range": "bytes=0-65535"})
+    assert capped.status_code == 206 and len(capped.content) == 65_536
+    assert client.get(https(server, "/bytes?n=10"),
+                      headers={"Range": "bytes=20-"}).status_code == 416
+
+
 @pytest.mark.parametrize("query", ["", "?n=", "?n=-1", "?n=abc", f"?n={MAX_BYTES + 1}",
                                    "?n=%C2%B2", "?n=" + "9" * 5000])
 def test_bytes_rejects_bad_or_too_large_n(server, client, query):
@@ -725,3 +739,4 @@ def test_parse_listen(text, expected):
 def test_parse_listen_rejects(text):
     with pytest.raises(ValueError):
         parse_listen(text)
+

@@ -85,12 +85,22 @@ class Handlers:
         n = int(values[0])
         if n > self.config.max_bytes:
             raise HttpError(400, f"n exceeds --max-bytes ({self.config.max_bytes})", close=False)
-        headers = [("Content-Type", "application/octet-stream"), ("Cache-Control", "no-store")]
-        return Response(200, headers, self._slices(n), n)
+        headers = [("Content-Type", "application/octet-stream"), ("Cache-Control", "no-store"),
+                   ("Accept-Ranges", "bytes")]
+        # A single byte range is honoured like a file's, so a client's cap holds here too.
+        span = media.parse_range(request.headers.get("range"), n)
+        if span is None:
+            return Response(200, headers, self._slices(0, n), n)
+        first, last = span
+        headers.append(("Content-Range", f"bytes {first}-{last}/{n}"))
+        return Response(206, headers, self._slices(first, last - first + 1), last - first + 1)
 
-    def _slices(self, n: int) -> Iterator[memoryview]:
+    def _slices(self, offset: int, n: int) -> Iterator[memoryview]:
+        """`n` bytes of the object from `offset`: the pool repeated end to end."""
         while n > 0:
-            chunk = self.pool[: min(n, POOL_SIZE)]
+            start = offset % POOL_SIZE
+            chunk = self.pool[start: start + min(n, POOL_SIZE - start)]
+            offset += len(chunk)
             n -= len(chunk)
             yield chunk
 
