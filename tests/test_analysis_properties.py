@@ -31,10 +31,10 @@ from tests.fixtures_results import FAST, RunSpec, Spec, measurement
 pytestmark = pytest.mark.timeout(300)
 FAST_SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
                          suppress_health_check=[HealthCheck.too_slow])
-FOLDER_SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
+FOLDER_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                            suppress_health_check=[HealthCheck.too_slow,
                                                   HealthCheck.data_too_large])
-REPORT_SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
+REPORT_SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
                            suppress_health_check=[HealthCheck.too_slow,
                                                   HealthCheck.data_too_large])
 

@@ -199,7 +199,7 @@ def test_fuzz_csv(data: st.DataObject, name: str) -> None:
 # --- the commands ----------------------------------------------------------------
 
 
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=8, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_fuzz_commands_exit_0(data: st.DataObject) -> None:
