@@ -179,8 +179,7 @@ def shape(dev: str, rate_kbps: float, buffer_ms: float = 1000.0,
     return htb(dev, rate_kbps, "1", f"bfifo limit {limit}", classes)
 
 
-def slot_class(k: int) -> str:
-    return f"1:{SLOT_MARK + k:x}"
+SLOT_CLASSES = tuple(f"1:{SLOT_MARK + k:x}" for k in range(FLOW_SLOTS))  # HTB minor ids: hex
 
 
 def flow_slot_rules(only: str = "") -> tuple[list[str], list[str]]:
@@ -195,7 +194,7 @@ def flow_slot_rules(only: str = "") -> tuple[list[str], list[str]]:
     ]
     post = [
         f"-A POSTROUTING -m connmark --mark {SLOT_MARK + k:#x} {only}"
-        f"-j CLASSIFY --set-class {slot_class(k)}"
+        f"-j CLASSIFY --set-class {SLOT_CLASSES[k]}"
         for k in range(FLOW_SLOTS)
     ]
     return pre, post
@@ -229,10 +228,10 @@ def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
         return Plan(ruleset(filter_=[drop]))
     if name == "police":
         pre, post = flow_slot_rules()
-        slots = tuple(slot_class(k) for k in range(FLOW_SLOTS))
         burst = max(1600, int(knobs["burst_kb"] * 1000))
         tc = [line for dev in ("west", "east") for line in
-              htb(dev, rate_kbps, "1", f"pfifo limit {POLICE_QUEUE_PACKETS}", slots, burst)]
+              htb(dev, rate_kbps, "1", f"pfifo limit {POLICE_QUEUE_PACKETS}", SLOT_CLASSES,
+                  burst)]
         return Plan(ruleset(mangle=[*marks, *pre, *post]), tc)
     buffer_ms = knobs["buffer_ms"]
     if name == "shared":
@@ -244,8 +243,8 @@ def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
     after = (f"-m connbytes --connbytes {int(knobs['after_kb'] * 1000)}: --connbytes-dir both "
              "--connbytes-mode bytes ") if name == "late" else ""
     pre, post = flow_slot_rules(after)
-    slots = tuple(slot_class(k) for k in range(FLOW_SLOTS))
-    tc = [line for dev in ("west", "east") for line in shape(dev, rate_kbps, buffer_ms, slots)]
+    tc = [line for dev in ("west", "east")
+          for line in shape(dev, rate_kbps, buffer_ms, SLOT_CLASSES)]
     return Plan(ruleset(mangle=[*marks, *pre, *post]), tc)
 
 
