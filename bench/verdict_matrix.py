@@ -137,7 +137,7 @@ def curl_kbps(lab: object, rate_kbps: float, seconds: float = 10.0) -> float:
 
 
 def run_matrix(lab_dir: Path, out: Path, scenarios: Sequence[str], rates: Sequence[float],
-               prefix: str = PREFIX, extra: Sequence[str] = ()) -> list[Cell]:
+               prefix: str = PREFIX) -> list[Cell]:
     """Bring a lab up, run the probe under every scenario and rate, return every cell;
     under police and shape, the Twitter image's cell also holds curl's goodput."""
     from probe.lab import running_lab
@@ -152,11 +152,9 @@ def run_matrix(lab_dir: Path, out: Path, scenarios: Sequence[str], rates: Sequen
             for rate in (rates if scenario in zoo.RATE_SCENARIOS else (None,)):
                 lab.scenario(scenario, rate_kbps=rate or zoo.DEFAULT_RATE_KBPS)
                 folder = out / f"{scenario}-{int(rate or 0)}"
-                argv = probe_argv(lab, targets, folder)
-                i = argv.index("--max-seconds")  # default options: drop the demo's time cap
-                del argv[i:i + 2]
+                argv = probe_argv(lab, targets, folder, max_seconds=None)  # default options
                 started = time.monotonic()
-                proc = lab.exec([*argv, *extra], timeout=600)
+                proc = lab.exec(argv, timeout=600)
                 lines = proc.stdout.strip().splitlines()
                 if proc.returncode != 0 or not lines:
                     raise RuntimeError(f"probe run failed under {scenario}: {proc.stderr[-2000:]}")

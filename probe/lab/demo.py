@@ -47,14 +47,17 @@ def probe_executable() -> Path:
 
 
 def probe_argv(
-    lab: Lab, targets: Path, out: Path, *, repeat: int = 1, max_seconds: float = 6.0,
+    lab: Lab, targets: Path, out: Path, *, repeat: int = 1, max_seconds: float | None = 6.0,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """`probe run` as a client of the lab: its CA trusted, its prefixes not bogons."""
+    """`probe run` as a client of the lab: its CA trusted, its prefixes not bogons;
+    `max_seconds` None keeps the probe's own default time cap."""
     state = lab.state
     argv = [str(probe_executable()), "run", "--yes", "--targets", str(targets),
             "--ca-bundle", state["ca"]["cert"], "--out", str(out), "--quiet",
-            "--repeat", str(repeat), "--max-seconds", str(max_seconds)]
+            "--repeat", str(repeat)]
+    if max_seconds is not None:
+        argv += ["--max-seconds", str(max_seconds)]
     for net in state["allow_nets"]:
         argv += ["--allow-net", net]
     return argv + list(extra)
