@@ -12,22 +12,30 @@ else all controls). Decision rules, in order (thresholds in thresholds.py):
    AND at least half of its controls' repetitions succeeding; if the
    controls fail too the network is down: inconclusive.
 2. Rates. Each measurement's rate is the steady-state rate (past slow start)
-   of its longest transfer of at least MIN_BYTES. ratio = median target rate / median control rate,
-   with a 95 % interval and a p-value from a two-level bootstrap: repetitions
-   are resampled, and inside each transfer the 250 ms throughput bins are
-   resampled in 1 s blocks (moving-block bootstrap), which keeps the
-   autocorrelation of a TCP flow that a plain test would ignore.
+   of its longest transfer of at least MIN_BYTES (none: an HTTP 451 is
+   blocked, another error status or a small object inconclusive). ratio =
+   median target rate / median control rate, with a 95 % interval and a
+   p-value from a two-level bootstrap: repetitions are resampled, and inside
+   each transfer the 250 ms throughput bins are resampled in 1 s blocks
+   (moving-block bootstrap), which keeps the autocorrelation of a TCP flow
+   that a plain test would ignore.
+   - a steady rate of 0 after the first bytes: blocked (stalled).
    - ratio >= OK_RATIO: ok (whatever the controls did).
    - controls slower than CONTROL_MIN_KBPS, or noisy (coefficient of
      variation across repetitions above CONTROL_MAX_CV): inconclusive - a
      slow or unstable network cannot show throttling.
+   - no steady window (every transfer about a second or less): ok if ratio
+     >= SUB_SECOND_OK_RATIO or the rate >= SUB_SECOND_FAST_KBPS, else
+     inconclusive; never throttled.
    - ratio <= THROTTLED_RATIO, interval upper end < CI_HIGH_MAX, p <= ALPHA
-     (null hypothesis: ratio >= OK_RATIO), and the target's rate either under
-     a ceiling (its fastest second at most CEILING_RATIO of the controls: loss
-     recovery under a short-queue shaper wanders but never comes near them),
-     or flat (most of its transfers pass the plateau test) over at least
-     MIN_REPS_FOR_SHAPE repetitions: throttled. A 3x slowdown (ratio 0.33) clears all three comfortably;
-     congestion hitting one side by chance rarely does.
+     (null hypothesis: ratio >= OK_RATIO), and either a ceiling (the fastest
+     second of every measured repetition at most CEILING_RATIO of the
+     controls: loss recovery under a short-queue shaper wanders but never
+     comes near them) or, over at least MIN_REPS_FOR_SHAPE measured
+     repetitions, a rate that does not wander (at least half its transfers
+     pass the plateau test): throttled. A 3x slowdown (ratio 0.33) clears
+     them over three repetitions; congestion hitting one side by chance
+     rarely does.
    - otherwise: inconclusive, with the reason.
 3. Trigger of a throttled target, from the run's differential experiments:
    `sni` (same server, Twitter names vs a neutral name and no SNI): Twitter
@@ -52,7 +60,7 @@ import pandas as pd
 from probe.names import TWITTER_DOMAINS as TWITTER_NAMES
 from probe.names import is_twitter_name
 
-from .bootstrap import _compare
+from .bootstrap import _compare, _Comparison
 from .features import CERT_FAILURES, _Rep, _reps, _sender_tcpinfo, _stage, rate_series
 from .load import Results, load
 from .rates import estimate
@@ -186,7 +194,10 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     control_ok = [c for c in controls if c.stage == "ok" and c.rate]
     measured = [r for r in subject if r.stage == "ok" and r.rate is not None]
     if not measured:
-        errors = sorted({r.status for r in subject if r.status and r.status >= 400})
+        # 416 is the answer to the probe's own capped Range on an empty object: too small,
+        # not an error page.
+        errors = sorted({r.status for r in subject
+                         if r.status and r.status >= 400 and r.status != 416})
         if errors:
             codes = ", ".join(f"HTTP {c}" for c in errors)
             if 451 in errors:  # "Unavailable For Legal Reasons": a censor says so itself
@@ -257,7 +268,7 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     peaks = [r.peak for r in measured if r.peak is not None]
     capped = bool(peaks) and max(peaks) <= CEILING_RATIO * c.control
     few = len(measured) < MIN_REPS_FOR_SHAPE
-    significant = c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
+    significant = _significant(c)
     if significant and (capped or not (wandering or few)):
         v.verdict = "throttled"
         shape = {"policing": "policed: flat rate, bursts with silences (drops)",
@@ -283,6 +294,12 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
                f"{c.ci_high:.2f}, p {c.p_value:.3f})")
     v.explanation = f"slower than its controls ({speeds}) but {why}."
     return v
+
+
+def _significant(c: _Comparison) -> bool:
+    """Much slower, surely: ratio at most THROTTLED_RATIO, its interval under CI_HIGH_MAX
+    and the bootstrap p-value of "ratio >= OK_RATIO" at most ALPHA."""
+    return c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
 
 
 def _controls_for(subject: list[_Rep], pair: str | None, run: list[_Rep]) -> list[_Rep]:
@@ -328,8 +345,7 @@ def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
     slow, fast = [], []
     for name, reps in sorted(names.items()):
         c = _compare(reps, neutral, seed)
-        if (c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
-                and any(r.steady for r in reps)):
+        if _significant(c) and any(r.steady for r in reps):
             slow.append((name, c))
         # Unthrottled flows differ a lot among themselves on fast paths (CPU-bound in
         # a lab), so "as fast as neutral" is judged against the throttled rate too.

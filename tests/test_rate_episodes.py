@@ -65,3 +65,10 @@ def test_a_stall_at_the_end_is_never_stable_however_slow() -> None:
     s = shaped(8.0, [(6.5, 9.0)])
     est = estimate(s)
     assert not est.stable and est.reason.startswith("stalled"), est
+
+
+def test_a_start_moved_back_never_lands_in_an_earlier_episode() -> None:
+    s = shaped(15.0, [(1.0, 2.75), (3.5, 4.2)])
+    start, _ = steady_window(s[:, 0] / 1000, s[:, 1])
+    assert start <= 1.0 + TICK, start
+    assert abs(estimate(s).rate_kbps - RATE) < 0.05 * RATE

@@ -357,14 +357,18 @@ def test_goodput_of_a_cut_transfer_counts_what_arrived_not_whole_records() -> No
 
     body, wire, header = 65_536, 78_677, 180
     records = -(-wire // (16_384 + TLS_OVERHEAD))
-    assert _arrived(body, "stable", wire, header, tls=True) == wire - header - records * \
+    assert _arrived(body, "stable", None, wire, header, tls=True) == wire - header - records * \
         TLS_OVERHEAD
-    assert _arrived(body, "max_seconds", wire, header, tls=False) == wire - header
+    assert _arrived(body, "max_seconds", None, wire, header, tls=False) == wire - header
     # the object's own end, or no kernel count: the body read is exact
-    assert _arrived(body, "complete", wire, header, tls=True) == body
-    assert _arrived(body, "stable", None, header, tls=True) == body
+    assert _arrived(body, "complete", None, wire, header, tls=True) == body
+    assert _arrived(body, "stable", None, None, header, tls=True) == body
+    # the byte cap ends the span at the last byte read: later bytes are over the cap
+    assert _arrived(body, "max_bytes", None, wire, header, tls=True) == body
+    # a failure (nothing of the body came) reports the body, not headers or tickets
+    assert _arrived(0, "max_seconds", "generic_timeout_error", 900, 0, tls=True) == 0
     # never fewer than the bytes read
-    assert _arrived(body, "stable", body, header, tls=True) == body
+    assert _arrived(body, "stable", None, body, header, tls=True) == body
 
 
 def test_a_stopped_transfer_reports_goodput_of_the_bytes_that_arrived(

@@ -44,8 +44,8 @@ def measure_target(
         raise ValueError(f"unknown target kind {kind!r}")
     path = urlsplit(url).path.lower()
     if path.endswith(".mp4"):
-        return [session.fetch(url, byte_range=(0, limits.max_bytes - 1),
-                              max_bytes=limits.max_bytes, max_seconds=limits.max_seconds,
+        # By range, as a player reads it: the fetch asks for the cap as a Range itself.
+        return [session.fetch(url, max_bytes=limits.max_bytes, max_seconds=limits.max_seconds,
                               stop_when=stop_when, role="progressive")]
     return _video(session, url, limits, stop_when)
 

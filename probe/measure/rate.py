@@ -104,10 +104,10 @@ def steady_window(t: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
     moves = t[np.nonzero(np.diff(b) > 0)[0] + 1]
     if len(moves) >= 2:
         gaps = np.diff(moves)
-        for i in np.nonzero(gaps >= STARTUP_STALL_S)[0]:
+        # Latest first: a start moved back may land in the catch-up of an earlier episode.
+        for i in reversed(np.nonzero(gaps >= STARTUP_STALL_S)[0]):
             if moves[i] < start <= moves[i + 1] + CATCHUP_S:
                 start = float(moves[i])
-                break
     return start, end
 
 

@@ -288,8 +288,9 @@ class Session:
             "t0": t0,
             "t": t,
             **_timing(progress, stopped_by, ended,
-                      _arrived(progress.bytes, stopped_by, _wire_bytes(wire_start, wire_end),
-                               header_bytes, parts.scheme == "https")),
+                      _arrived(progress.bytes, stopped_by, failure,
+                               _wire_bytes(wire_start, wire_end), header_bytes,
+                               parts.scheme == "https")),
             "failure": failure,
             "stopped_by": stopped_by,
             "samples": progress.samples,
@@ -393,9 +394,8 @@ def _cut_by_cap(asked: tuple[int, int] | None, sent: tuple[int, int] | None,
     match = re.fullmatch(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)", (content_range or "").strip())
     if sent is None or sent == asked or match is None or int(match[2]) != sent[1]:
         return False
-    if asked is not None:
-        return asked[1] > sent[1]
-    return match[3] == "*" or int(match[3]) > sent[1] + 1
+    goes_on = match[3] == "*" or int(match[3]) > sent[1] + 1
+    return goes_on and (asked is None or asked[1] > sent[1])
 
 
 def _stopped(progress: _Progress) -> tuple[str, str | None]:
@@ -446,13 +446,14 @@ def _header_bytes(response: httpx.Response) -> int:
     return status_line + sum(len(k) + len(v) + 4 for k, v in response.headers.raw) + 2
 
 
-def _arrived(body: int, stopped_by: str, wire: int | None, header_bytes: int,
-             tls: bool) -> int:
-    """Body bytes that reached the probe: the body read, or for a transfer our own stop cut
-    (stable, max_seconds, max_bytes) the kernel's count less the response header and
-    the TLS framing. TLS hands the body over in whole records of up to 16 KiB, so the
-    body read misses the record in flight: at 128 kbit/s, up to a second of data."""
-    if stopped_by not in ("stable", "max_seconds", "max_bytes") or wire is None:
+def _arrived(body: int, stopped_by: str, failure: str | None, wire: int | None,
+             header_bytes: int, tls: bool) -> int:
+    """Body bytes that reached the probe: the body read, or for a transfer our own clock
+    cut (stable, max_seconds) the kernel's count less the response header and the TLS
+    framing. TLS hands the body over in whole records of up to 16 KiB, so the body read
+    misses the record in flight: at 128 kbit/s, up to a second of data. Not after the
+    byte cap: its span ends at the last byte read, and what came after is over the cap."""
+    if stopped_by not in ("stable", "max_seconds") or failure or wire is None:
         return body
     framing = math.ceil(wire / (TLS_RECORD + TLS_OVERHEAD)) * TLS_OVERHEAD if tls else 0
     return max(body, wire - header_bytes - framing)

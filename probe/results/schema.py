@@ -170,10 +170,11 @@ TRANSFERS = CONTEXT + [
     Column("duration_s", "s", "request sent to last byte (or to the stop)", _key("duration_s")),
     Column("ttfb_ms", "ms", "request sent to first response byte", _key("ttfb_ms")),
     Column("goodput_kbps", "kbit/s", "body bytes that arrived * 8 / 1000 / duration_s: the "
-           "user's view. For a transfer our own stop cut (stable, max_seconds, max_bytes) the "
-           "bytes are the kernel's count (wire_bytes) less the response header and TLS record "
-           "framing, so the TLS record in flight (up to 16 KiB, a second at 128 kbit/s) "
-           "counts; `bytes` is what was decrypted and read", _key("goodput_kbps")),
+           "user's view. For a transfer our own clock cut (stable, or max_seconds after the "
+           "body began) the bytes are the kernel's count (wire_bytes) less the response "
+           "header and TLS record framing, so the TLS record in flight (up to 16 KiB, a "
+           "second at 128 kbit/s) counts; `bytes` is what was decrypted and read",
+           _key("goodput_kbps")),
     Column("stopped_by", "", "complete, max_bytes, max_seconds, stable (rate estimate settled), "
            "timeout (stalled after progress), or error; an object cut to what was left of "
            "the data budget says max_bytes", _key("stopped_by")),
