@@ -327,6 +327,16 @@ def test_rules_live_only_in_router_n(lab: Lab, hop: int) -> None:
             assert not rules(ns)
 
 
+def test_the_lab_client_keeps_its_probe_state_in_the_lab_folder(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROBE_STATE_DIR", raising=False)
+    out = lab.exec(["sh", "-c", 'echo "$PROBE_STATE_DIR"'], timeout=10).stdout.strip()
+    assert out == str(lab.dir / "client-state")
+    monkeypatch.setenv("PROBE_STATE_DIR", "/elsewhere")
+    assert lab.exec(["sh", "-c", 'echo "$PROBE_STATE_DIR"'], timeout=10).stdout.strip() == \
+        "/elsewhere"
+
+
 def test_zoo_scenarios_live_only_in_router_n_with_their_knobs(lab: Lab) -> None:
     from probe.lab.scenarios import ZOO, Tuning
 

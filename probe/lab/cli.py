@@ -121,6 +121,7 @@ def exec_(lab: Lab, cmd: tuple[str, ...]) -> None:
     if not lab.state:
         raise LabError(f"the lab is not up (no {lab.state_path}); run `probe lab up`")
     sys.stdout.flush()
+    os.environ.setdefault("PROBE_STATE_DIR", str(lab.client_state))  # as Lab.exec does
     os.execvp("ip", system.in_ns(lab.names.client, list(cmd)))
 
 

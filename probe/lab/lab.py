@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -40,6 +41,7 @@ class Lab:
         self.dir = Path(dir).resolve()
         self.names = topology.Names(prefix)
         self.state_path = self.dir / "state.json"
+        self.client_state = self.dir / "client-state"  # the lab client's PROBE_STATE_DIR
 
     # -- public API -----------------------------------------------------------------
 
@@ -149,11 +151,17 @@ class Lab:
         self, cmd: Sequence[str], timeout: float | None = None, capture: bool = True,
         input: str | None = None, text: bool = True,
     ) -> subprocess.CompletedProcess:
-        """Run `cmd` in the client namespace (its resolv.conf points at the lab DNS)."""
+        """Run `cmd` in the client namespace (its resolv.conf points at the lab DNS).
+
+        The lab's client is another machine: a probe run there keeps its consent, run
+        lock and data ledger in `<dir>/client-state` (PROBE_STATE_DIR), not in the
+        home of the user who runs the lab, unless PROBE_STATE_DIR is set already."""
         self._require_up()
+        env = dict(os.environ)
+        env.setdefault("PROBE_STATE_DIR", str(self.client_state))
         return subprocess.run(
             system.in_ns(self.names.client, list(cmd)), capture_output=capture, text=text,
-            timeout=timeout, input=input, check=False,
+            timeout=timeout, input=input, check=False, env=env,
         )
 
     def status(self) -> dict:
