@@ -150,7 +150,12 @@ def _summary(r: Results, rows: pd.DataFrame) -> str:
         span = (f" from {runs['start'].min():%Y-%m-%d %H:%M} to "
                 f"{runs['start'].max():%Y-%m-%d %H:%M} UTC")
     verdict_words = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "none"
-    return (f"{len(runs)} run(s){span}; {len(rows)} verdict(s): {verdict_words}.")
+    skipped = ""
+    if r.skipped:  # a reader of the report must know lines were left out, not only the terminal
+        files = len({s.path for s in r.skipped})
+        skipped = (f" {len(r.skipped)} malformed line(s) in {files} file(s) were left out "
+                   "(the command's warnings name each file and line).")
+    return (f"{len(runs)} run(s){span}; {len(rows)} verdict(s): {verdict_words}.{skipped}")
 
 
 INTRO = ("This report compares how fast Twitter objects downloaded with how fast comparable "

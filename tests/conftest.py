@@ -16,6 +16,20 @@ needs_root = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_outside_home(tmp_path_factory: pytest.TempPathFactory):
+    """Consent, ledger and run lock of every probe a test starts live in a temporary
+    folder, never in the home of whoever runs the suite (a test that checks the home
+    default unsets this itself)."""
+    old = os.environ.get("PROBE_STATE_DIR")
+    os.environ["PROBE_STATE_DIR"] = str(tmp_path_factory.mktemp("probe-state"))
+    yield
+    if old is None:
+        os.environ.pop("PROBE_STATE_DIR", None)
+    else:
+        os.environ["PROBE_STATE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def test_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     """A CA trusted by the probe in tests (passed as the CA bundle)."""

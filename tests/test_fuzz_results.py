@@ -279,6 +279,9 @@ def test_a_number_column_with_text_is_skipped_by_line(tmp_path: Path) -> None:
         res = CliRunner().invoke(args[0], [str(results_dir), *args[1:]])
         assert res.exit_code == 0, res.output
         assert f"{path}:3: skipped" in res.output
+    report_md = (tmp_path / "r.md").read_text()
+    assert "1 malformed line(s) in 1 file(s) were left out" in report_md
+    assert "1 malformed line(s) in 1 file(s) were left out" in (tmp_path / "r.html").read_text()
 
 
 def test_deep_nesting_and_huge_integers_are_skipped_also_by_rebuild(tmp_path: Path) -> None:

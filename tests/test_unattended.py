@@ -83,6 +83,7 @@ def test_cron_and_a_terminal_find_the_same_lock(monkeypatch: pytest.MonkeyPatch,
     from probe.operate.lock import default_path
 
     monkeypatch.delenv("PROBE_LOCK_FILE", raising=False)
+    monkeypatch.delenv("PROBE_STATE_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     terminal = default_path()

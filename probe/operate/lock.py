@@ -20,10 +20,11 @@ class LockedError(Exception):
 
 
 def default_path() -> Path:
-    """`$PROBE_LOCK_FILE`, else a per-network-namespace file in the user's home.
+    """`$PROBE_LOCK_FILE`, else a per-network-namespace file in `$PROBE_STATE_DIR` when
+    set, else in the user's home.
 
-    The home folder, because cron and a terminal session must find the same file
-    (cron sets no XDG_RUNTIME_DIR), and because nobody else can create it there
+    The home folder (not XDG_STATE_HOME), because cron and a terminal session must find
+    the same file (cron sets no XDG_RUNTIME_DIR), and because nobody else can create it there
     first (a guessable name in /tmp can be taken and held by another user).
     """
     if os.environ.get("PROBE_LOCK_FILE"):
@@ -32,7 +33,9 @@ def default_path() -> Path:
         netns = f"-{os.stat('/proc/self/ns/net').st_ino}"
     except OSError:
         netns = ""
-    return Path.home() / ".local" / "state" / "throttle-probe" / f"run{netns}.lock"
+    folder = (Path(os.environ["PROBE_STATE_DIR"]) if os.environ.get("PROBE_STATE_DIR")
+              else Path.home() / ".local" / "state" / "throttle-probe")
+    return folder / f"run{netns}.lock"
 
 
 class LockFileError(Exception):
