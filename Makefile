@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# OONI's data models, to check our records against; its pins are for its own
+	# tools (its models need only mashumaro and pyOpenSSL, in the dev extras)
+	$(BIN)/python -m pip install -q --no-deps 'oonidata==0.3.0'
 	touch $(STAMP)
 
 run: install  ## measure the shipped targets once; prints the result folder
