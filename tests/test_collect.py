@@ -149,6 +149,7 @@ def test_unknown_and_closed_reports_are_refused(client) -> None:
     assert client.post(protocol.close_path(report_id)).status_code == 200
     res = update(client, report_id, measurement())
     assert res.status_code == 409 and "closed" in res.json()["error"]
+    assert client.post(protocol.update_path(report_id), content=b"{").status_code == 409
     assert client.post(protocol.close_path(report_id)).status_code == 200  # closing again
 
 
@@ -166,6 +167,7 @@ def test_a_report_idle_too_long_is_closed(tmp_path) -> None:
     (b"{not json", "the body is not valid JSON"),
     (b"[1, 2]", "the body is not a JSON object"),
     (b'{"format": "json", "content": NaN}', "the body is not valid JSON"),
+    (b'{"format": "json", "content": {"test_runtime": -Infinity}}', "the body is not valid JSON"),
     (b"\xff\xfe", "the body is not valid JSON"),
     (b'{"format": "yaml", "content": "x: 1"}', 'format: must be "json"'),
     (b'{"format": "json", "content": []}', "content is not a JSON object"),

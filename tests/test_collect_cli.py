@@ -61,6 +61,8 @@ def test_an_unwritable_data_folder_exits_with_2(tmp_path: Path) -> None:
     (["--key", "pyproject.toml"], "--key needs --cert"),
     (["--plain-http", "--cert", "pyproject.toml"], "--plain-http serves no certificate"),
     (["--listen", "nowhere"], "expected HOST:PORT"),
+    (["--cert", "pyproject.toml"], "--cert/--key: not a certificate chain and its key"),
+    (["--plain-http", "--log-file", "no/such/folder/log"], "no/such/folder/log: No such file"),
 ])
 def test_bad_options_exit_with_2(tmp_path: Path, args: list[str], message: str) -> None:
     proc = collect("--data", str(tmp_path / "data"), *args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -71,8 +72,13 @@ def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: P
     except StoreError as exc:
         click.echo(f"error: --data {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    except OSError as exc:  # the log file or the certificate
-        click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+    except ssl.SSLError as exc:
+        click.echo(f"error: --cert/--key: not a certificate chain and its key in PEM "
+                   f"({exc.reason or exc})", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # an unreadable --cert/--key, an unwritable --log-file
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

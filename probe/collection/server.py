@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -136,6 +137,11 @@ class _HTTPServer(ThreadingHTTPServer):
         self.collector = collector
         super().__init__(address, _Handler)
 
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of the address (a slow start)."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.collector.slots.acquire(blocking=False):
             self.shutdown_request(request)  # every slot taken: no thread for a newcomer
@@ -240,6 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"backend_version": protocol.BACKEND_VERSION, "report_id": report_id,
                          "supported_formats": ["json"]}
         if route.kind == "update":
+            store.check_open(route.report_id)
             content = validate.update_request(body, route.report_id)
             uid, duplicate = store.append(route.report_id, content)
             if duplicate:

@@ -114,6 +114,11 @@ class Store:
             self._open[report_id] = _Open(self._clock())
         return report_id
 
+    def check_open(self, report_id: str) -> None:
+        """UnknownReport or ClosedReport unless measurements may be appended (bk-003 3.2:
+        checked before the measurement is)."""
+        self._open_report(report_id)
+
     def append(self, report_id: str, content: Mapping[str, Any]) -> tuple[str, bool]:
         """Store one (checked) measurement; returns its uid and whether it was stored
         before: a measurement_id already in the report gets its first uid back."""
