@@ -301,3 +301,15 @@ def test_a_slow_client_is_cut_off_and_a_full_house_refused(tmp_path) -> None:
                 time.sleep(0.05)
         else:
             pytest.fail("the slot was not given back")
+
+
+def test_a_silent_tls_client_is_cut_at_the_header_deadline(tmp_path) -> None:
+    for _, url in running(tmp_path, header_timeout=0.5):
+        host, port = url.removeprefix("https://").split(":")
+        started = time.monotonic()
+        with socket.create_connection((host, int(port))) as silent:
+            silent.settimeout(5)
+            assert silent.recv(100) == b""  # no ClientHello, no slot after the deadline
+        assert time.monotonic() - started < 3
+        with httpx.Client(base_url=url, verify=False) as client:
+            open_report(client, measurement())

@@ -113,13 +113,13 @@ class Collector:
         """Shut down connections past their deadline: a slow sender holds a slot no longer."""
         while not self._stopping.wait(_WATCH_EVERY_S):
             now = time.monotonic()
-            with self._lock:
-                late = [c for c, deadline in self._deadlines.items() if now > deadline]
-            for conn in late:
-                try:  # the plain socket call, also on a TLS socket another thread reads
-                    socket.socket.shutdown(conn, socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            with self._lock:  # held: a socket is unwatched before it is closed
+                for conn, deadline in self._deadlines.items():
+                    if now > deadline:
+                        try:  # the plain socket call, also on a TLS socket being read
+                            socket.socket.shutdown(conn, socket.SHUT_RDWR)
+                        except OSError:
+                            pass
 
     def log_request(self, record: dict[str, Any]) -> None:
         self.log.write({"time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
