@@ -313,3 +313,19 @@ def test_a_silent_tls_client_is_cut_at_the_header_deadline(tmp_path) -> None:
         assert time.monotonic() - started < 3
         with httpx.Client(base_url=url, verify=False) as client:
             open_report(client, measurement())
+
+
+def test_a_garbled_request_gets_a_status_line_and_the_log_quotes_nothing(tmp_path) -> None:
+    for collector, url in running(tmp_path, plain_http=True):
+        host, port = url.removeprefix("http://").split(":")
+        answers = []
+        for raw in (b"SECRET-GARBAGE\r\n\r\n", b"BREW /secret HTTP/1.1\r\n\r\n"):
+            with socket.create_connection((host, int(port))) as s:
+                s.sendall(raw)
+                s.settimeout(5)
+                answers.append(s.makefile("rb").read())
+        collector.stop()
+    assert answers[0].startswith(b"HTTP/1.1 400 ") and answers[1].startswith(b"HTTP/1.1 501 ")
+    log = (tmp_path / "collect.log").read_text()
+    assert "SECRET" not in log.upper() and "secret" not in log
+    assert [json.loads(x)["status"] for x in log.splitlines()] == [400, 501]

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
     """One request: route, check, store, answer in JSON, log one line."""
 
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # a garbled request line still gets a status line
     server: _HTTPServer
 
     def __init__(self, request: Any, client_address: Any, server: _HTTPServer,
@@ -277,10 +279,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
-        """The standard library's refusals (bad request line, too many headers) in JSON."""
+        """The standard library's refusals (bad request line, too many headers) in JSON;
+        the log gets the status's phrase only, as the message may quote the client."""
         self.record.setdefault("method", "other")
         self.record.setdefault("path", "other")
-        self._error(code, message or "bad request")
+        self._respond(code, {"error": message or HTTPStatus(code).phrase})
+        self.record["error"] = HTTPStatus(code).phrase
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self.record["error"] = message
