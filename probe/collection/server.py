@@ -305,5 +305,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.record.update(status=status, bytes_out=len(body))
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the standard library's line names the client; ours is in handle()."""
