@@ -46,6 +46,7 @@ class LazyGroup(click.Group):
     cls=LazyGroup,
     lazy={
         "serve": "probe.server.cli:serve",
+        "collect": "probe.collection.cli:collect",
         "lab": "probe.lab.cli:lab",
         "analyze": "analysis.cli:analyze",
         "locate": "probe.experiments.cli:locate",

@@ -110,3 +110,12 @@ def measurement_errors(content: object, report_id: str) -> list[str]:
     if content["report_id"] != report_id:
         errors.append("report_id: does not match the report it is sent to")
     return errors
+
+
+def new_measurement_uid(content: Mapping[str, Any], now: dt.datetime | None = None) -> str:
+    """The collector's id for one stored measurement, shaped like OONI's
+    (`20261130150000.123456_ZZ_throttleprobe_<random>`): sortable by arrival, unique
+    by its 64 random bits. The client may quote it to find its measurement again."""
+    when = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d%H%M%S.%f")
+    name = re.sub(r"[_\- ]", "", str(content.get("test_name", ""))).lower() or "unknown"
+    return f"{when}_{content.get('probe_cc', 'ZZ')}_{name}_{secrets.token_hex(8)}"

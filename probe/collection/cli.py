@@ -1,0 +1,103 @@
+"""`probe collect`: receive measurements from probes (bk-003) until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import ssl
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from probe.server.config import label, parse_listen
+
+from .server import Collector, CollectorConfig
+from .store import StoreError
+
+EXIT_BAD_INPUT = 2
+_defaults = CollectorConfig(data=Path())
+
+
+def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list:
+    try:
+        return [parse_listen(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("collect")
+@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder the reports are stored in (created if needed); see "
+                   "docs/collector.md for its layout.")
+@click.option("--listen", "listen", multiple=True, default=["0.0.0.0:8443"], show_default=True,
+              callback=_listen, metavar="HOST:PORT", help="Address to listen on. Repeatable.")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Certificate chain (PEM). Without it a self-signed one is generated.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key of --cert (PEM); defaults to --cert.")
+@click.option("--plain-http", is_flag=True,
+              help="Speak plain HTTP, for a reverse proxy in front that terminates TLS.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append the JSON-lines request log here (default: stderr).")
+@click.option("--log-client-address", is_flag=True,
+              help="Also log client IP:port (off by default to protect volunteers).")
+@click.option("--max-connections", type=click.IntRange(1), default=_defaults.max_connections,
+              show_default=True, help="Concurrent connections; a newcomer beyond is closed.")
+@click.option("--header-timeout", type=click.FloatRange(0.1), default=_defaults.header_timeout,
+              show_default=True, help="Seconds for the TLS handshake and the request head.")
+@click.option("--request-timeout", type=click.FloatRange(0.1),
+              default=_defaults.request_timeout, show_default=True,
+              help="Seconds for a whole request, its body included.")
+def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: Path | None,
+            plain_http: bool, log_file: Path | None, log_client_address: bool,
+            max_connections: int, header_timeout: float, request_timeout: float) -> None:
+    """Collect measurements from `probe submit` (OONI's collector protocol, bk-003).
+
+    Every measurement is checked, then appended to DATA/reports/<report_id>/
+    measurements.jsonl and fsynced before the probe hears 200. Exit status: 0 after
+    SIGTERM or SIGINT, 2 for an unusable --data, --log-file or option, 1 if it cannot listen.
+    """
+    if key is not None and cert is None:
+        raise click.UsageError("--key needs --cert")
+    if plain_http and cert is not None:
+        raise click.UsageError("--plain-http serves no certificate; drop --cert/--key")
+    config = CollectorConfig(
+        data=data, listen=listen, cert=cert, key=key, plain_http=plain_http, log=log_file,
+        log_client_address=log_client_address, max_connections=max_connections,
+        header_timeout=header_timeout, request_timeout=request_timeout,
+    )
+    try:
+        collector = Collector(config)
+    except StoreError as exc:
+        click.echo(f"error: --data {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except ssl.SSLError as exc:
+        click.echo(f"error: --cert/--key: not a certificate chain and its key in PEM "
+                   f"({exc.reason or exc})", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # an unreadable --cert/--key, an unwritable --log-file
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        addresses = collector.start()
+    except OSError as exc:
+        collector.log.close()
+        raise click.ClickException(f"cannot listen: {exc}") from None
+    if collector.certificates is None:
+        click.echo("plain HTTP: keep a TLS-terminating reverse proxy in front", err=True)
+    else:
+        origin = "self-signed" if collector.certificates.generated else str(cert)
+        click.echo(f"certificate ({origin}) SHA-256 {collector.certificates.fingerprint}",
+                   err=True)
+    scheme = "http" if plain_http else "https"
+    for host, port in addresses:
+        click.echo(f"listening {scheme}://{label(host, port)}")
+    sys.stdout.flush()
+    while not stop.wait(1.0):
+        pass
+    collector.stop()

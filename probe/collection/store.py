@@ -1,0 +1,223 @@
+"""The collector's storage: one folder per report, measurements appended and fsynced.
+
+    DIR/reports/<report_id>/meta.json           the open body, state open/closed, UTC times
+    DIR/reports/<report_id>/measurements.jsonl  one measurement a line, with its measurement_uid
+
+A report folder reads like a run folder of `probe run` (a `measurements.jsonl` of
+df-000 envelopes), so `probe analyze DIR/reports` works on what was collected.
+A measurement is on disk (written and fsynced) before its uid is handed out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.results import atomic
+
+from . import protocol
+
+IDLE_CLOSE_S = 2 * 3600.0  # bk-003: not stale before two hours without an update
+SWEEP_EVERY_S = 60.0
+MEASUREMENTS = "measurements.jsonl"
+META = "meta.json"
+
+
+class StoreError(Exception):
+    """The data folder cannot be used."""
+
+
+class UnknownReport(Exception):
+    """No report has this id."""
+
+
+class ClosedReport(Exception):
+    """The report was closed (by its client or after two idle hours)."""
+
+
+def encode_line(measurement: Mapping[str, Any]) -> bytes:
+    """One JSONL line; ValueError for what UTF-8 JSON cannot hold (a lone surrogate)."""
+    try:
+        text = json.dumps(measurement, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+        return text.encode("utf-8") + b"\n"
+    except (UnicodeEncodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Open:
+    """An open report in memory: its lock, its idle timer and the uids by measurement_id."""
+
+    last_active: float
+    uids: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+
+class Store:
+    """Reports under `root/reports`; safe to use from many threads."""
+
+    def __init__(self, root: Path, idle_close: float = IDLE_CLOSE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.reports = Path(root) / "reports"
+        self.idle_close = idle_close
+        self._clock = clock
+        try:
+            self.reports.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.reports):
+                pass
+        except OSError as exc:
+            raise StoreError(f"{root}: not a writable folder ({exc.strerror or exc})") from None
+        self._lock = threading.Lock()
+        self._open: dict[str, _Open] = {}
+        self._last_sweep = clock()
+        self._resume()
+
+    def _resume(self) -> None:
+        """Take back the reports left open by an earlier collector; their idle time so far
+        is the wall clock's (the only clock that outlives a process)."""
+        for meta_path in self.reports.glob(f"*/{META}"):
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(meta, dict) or meta.get("state") != "open":
+                continue
+            folder = meta_path.parent
+            data = folder / MEASUREMENTS
+            last = (data if data.exists() else meta_path).stat().st_mtime
+            idle = max(0.0, time.time() - last)
+            self._open[folder.name] = _Open(self._clock() - idle, _stored_uids(data))
+
+    def open(self, body: Mapping[str, Any]) -> str:
+        """Create a report for this (checked) open body; returns its new id."""
+        report_id = protocol.new_report_id(body)
+        folder = self.reports / report_id
+        folder.mkdir()
+        meta = {"report_id": report_id, "state": "open", "opened_at": _utc_now(),
+                "closed_at": None, "close_reason": None, "open": dict(body)}
+        atomic.write_text(folder / META, json.dumps(meta, indent=1) + "\n")
+        with self._lock:
+            self._open[report_id] = _Open(self._clock())
+        return report_id
+
+    def check_open(self, report_id: str) -> None:
+        """UnknownReport or ClosedReport unless measurements may be appended (bk-003 3.2:
+        checked before the measurement is)."""
+        self._open_report(report_id)
+
+    def append(self, report_id: str, content: Mapping[str, Any]) -> tuple[str, bool]:
+        """Store one (checked) measurement; returns its uid and whether it was stored
+        before: a measurement_id already in the report gets its first uid back."""
+        report = self._open_report(report_id)
+        with report.lock:
+            if report.closed:
+                raise ClosedReport(report_id)
+            report.last_active = self._clock()
+            mid = content.get("measurement_id")
+            if isinstance(mid, str) and mid in report.uids:
+                return report.uids[mid], True
+            uid = protocol.new_measurement_uid(content)
+            _append(self.reports / report_id / MEASUREMENTS,
+                    encode_line({**content, "measurement_uid": uid}))
+            if isinstance(mid, str):
+                report.uids[mid] = uid
+            return uid, False
+
+    def close(self, report_id: str, reason: str = "client") -> None:
+        """Close a report (again: nothing changes); UnknownReport if there is none."""
+        with self._lock:
+            report = self._open.get(report_id)
+        if report is None:
+            if not self._exists(report_id):
+                raise UnknownReport(report_id)
+            return
+        with report.lock:
+            if not report.closed:
+                path = self.reports / report_id / META
+                meta = json.loads(path.read_text(encoding="utf-8"))
+                meta.update(state="closed", closed_at=_utc_now(), close_reason=reason)
+                atomic.write_text(path, json.dumps(meta, indent=1) + "\n")
+                report.closed = True
+        with self._lock:
+            self._open.pop(report_id, None)
+
+    def _exists(self, report_id: str) -> bool:
+        return (protocol.REPORT_ID.match(report_id) is not None
+                and (self.reports / report_id / META).is_file())
+
+    def _open_report(self, report_id: str) -> _Open:
+        """The open report, after closing those idle too long (checked here, lazily)."""
+        self._sweep()
+        with self._lock:
+            report = self._open.get(report_id)
+        if report is None:
+            raise ClosedReport(report_id) if self._exists(report_id) else UnknownReport(report_id)
+        if self._clock() - report.last_active > self.idle_close:
+            self.close(report_id, "idle")
+            raise ClosedReport(report_id)
+        return report
+
+    def _sweep(self) -> None:
+        """Close every report idle too long, at most once a minute."""
+        now = self._clock()
+        with self._lock:
+            if now - self._last_sweep < SWEEP_EVERY_S:
+                return
+            self._last_sweep = now
+            stale = [rid for rid, r in self._open.items()
+                     if now - r.last_active > self.idle_close]
+        for rid in stale:
+            self.close(rid, "idle")
+
+
+def _append(path: Path, line: bytes) -> None:
+    """Append one whole line and fsync it; on failure cut the file back to what it was,
+    so a refused measurement leaves no half line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _stored_uids(path: Path) -> dict[str, str]:
+    """measurement_id -> uid of a report's stored lines; a torn last line (a crash
+    mid-write, never acknowledged) is cut off so the next line starts whole."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+    uids: dict[str, str] = {}
+    for raw in data.splitlines():
+        try:
+            line = json.loads(raw)
+            mid, uid = line.get("measurement_id"), line.get("measurement_uid")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(mid, str) and isinstance(uid, str):
+            uids.setdefault(mid, uid)
+    return uids
