@@ -18,6 +18,7 @@ from typing import NoReturn
 import click
 
 from probe import __version__
+from probe.measure.limits import DEFAULT_LIMITS, DNS_TIMEOUT
 from probe.operate.options import budget_options
 
 EXIT_BAD_INPUT = 2
@@ -130,14 +131,16 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
                    "private deployments). Verification stays on.")
 @click.option("--connect-to", multiple=True, callback=_connect_to, metavar="HOST:IP",
               help="Connect to IP for HOST instead of the resolved address; repeatable.")
-@click.option("--max-bytes", default=512 * 1024, show_default=True,
+@click.option("--max-bytes", default=DEFAULT_LIMITS.max_bytes, show_default=True,
               type=click.IntRange(1024), help="Byte cap per object (per whole video).")
-@click.option("--max-seconds", default=10.0, show_default=True, type=click.FloatRange(0.5, 600),
+@click.option("--max-seconds", default=DEFAULT_LIMITS.max_seconds, show_default=True,
+              type=click.FloatRange(0.5, 600),
               help="Time cap per object; a transfer cut by it is still a valid rate measurement.")
-@click.option("--connect-timeout", default=10.0, show_default=True,
+@click.option("--connect-timeout", default=DEFAULT_LIMITS.connect_timeout, show_default=True,
               type=click.FloatRange(0.5, 120),
               help="Seconds to wait for a TCP connect and for a TLS handshake (each).")
-@click.option("--dns-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 60),
+@click.option("--dns-timeout", default=DNS_TIMEOUT, show_default=True,
+              type=click.FloatRange(0.1, 60),
               help="Seconds to wait for each DNS answer.")
 @click.option("--allow-net", "allow_nets", multiple=True, callback=_nets, metavar="CIDR",
               help="Treat answers in this network as genuine, not bogons (for labs using "
@@ -202,7 +205,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     when another run holds the lock, 1 for an internal error.
     """
     from probe import targets as targets_mod
-    from probe.measure.transfer import Limits
+    from probe.measure.limits import Limits
     from probe.operate import consent, lock
     from probe.operate.budget import MB, Budget, Ledger, default_ledger_path
     from probe.results.folder import OutputError

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from probe.measure import dns
+from probe.measure.limits import DNS_TIMEOUT, Limits
 from probe.measure.tls import make_context
-from probe.measure.transfer import Limits
 from probe.measurement import Experiment, ListedTarget, MeasureContext, measure
 from probe.operate.budget import Budget, measurement_bytes
 from probe.operate.privacy import Scrubber, local_addresses
@@ -42,7 +42,7 @@ class RunConfig:
     connect_to: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     allow_nets: list[str] = field(default_factory=list)
-    dns_timeout: float = 5.0
+    dns_timeout: float = DNS_TIMEOUT
     label: str | None = None
     budget: Budget = field(default_factory=Budget)
     early_stop: bool = True
@@ -224,10 +224,9 @@ class Runner:
 
     def context(self) -> MeasureContext:
         """What one measurement needs, with the object limits shrunk to the data budget."""
-        limits = self.config.limits
         remaining = self.config.budget.remaining()
-        if remaining is not None and remaining < limits.max_bytes:
-            limits = replace(limits, max_bytes=max(1, remaining))
+        limits = self.config.limits.at_most(max_bytes=None if remaining is None
+                                            else max(1, remaining))
         return MeasureContext(
             resolvers=self.resolvers, ssl_context=self.ssl_context, limits=limits,
             stop_when=self.stop_when, allow_nets=self.config.allow_nets,
