@@ -18,12 +18,13 @@ from typing import NoReturn
 import click
 
 from probe import __version__
+from probe.experiment_names import NAMES as EXPERIMENTS
+from probe.experiment_names import check as check_experiments
 from probe.measure.limits import DEFAULT_LIMITS, DNS_TIMEOUT
 from probe.operate.options import budget_options
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
-EXPERIMENTS = ("sni", "split", "upload")
 
 
 class LazyGroup(click.Group):
@@ -103,6 +104,13 @@ def _resolvers(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     return out
 
 
+def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    try:
+        return check_experiments([e.strip() for e in value.split(",") if e.strip()])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
     for v in values:
         try:
@@ -148,9 +156,10 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--server", metavar="URL",
               help="A measurement server (`probe serve`) for the differential experiments, "
                    "e.g. https://measure.example.org:8443.")
-@click.option("--experiments", default="sni,split,upload", show_default=True, metavar="LIST",
-              help="Comma-separated experiments to run when --server is given: sni, split, "
-                   "upload.")
+@click.option("--experiments", "experiment_names", default=",".join(EXPERIMENTS),
+              show_default=True, callback=_experiments, metavar="LIST",
+              help="Comma-separated experiments to run when --server is given: "
+                   f"{', '.join(EXPERIMENTS)}.")
 @click.option("--no-early-stop", is_flag=True,
               help="Always use the full --max-bytes/--max-seconds instead of stopping a "
                    "transfer once its rate estimate is stable.")
@@ -180,10 +189,11 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict, max_bytes: int,
         max_seconds: float, connect_timeout: float, dns_timeout: float, allow_nets: list[str],
-        server: str | None, experiments: str, no_early_stop: bool, budget_mb: float | None,
-        daily_budget_mb: float | None, monthly_budget_mb: float | None, label: str | None,
-        asn_db: Path | None, out: Path, wait: bool, jitter: float, yes: bool,
-        log_file: Path | None, verbose: bool, quiet: bool) -> None:
+        server: str | None, experiment_names: list[str], no_early_stop: bool,
+        budget_mb: float | None, daily_budget_mb: float | None,
+        monthly_budget_mb: float | None, label: str | None, asn_db: Path | None, out: Path,
+        wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
+        quiet: bool) -> None:
     """Measure every target and write a result folder.
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
@@ -212,11 +222,6 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     from probe.runner import RunConfig, Runner
 
     _setup_logging(verbose, log_file)
-    experiment_names = [e.strip() for e in experiments.split(",") if e.strip()]
-    unknown = sorted(set(experiment_names) - set(EXPERIMENTS))
-    if unknown:
-        raise click.BadParameter(f"unknown experiment(s) {', '.join(unknown)}; choose from "
-                                 f"{', '.join(EXPERIMENTS)}", param_hint="--experiments")
     files = list(target_files) or targets_mod.default_paths()
     try:
         loaded = targets_mod.load(files)
