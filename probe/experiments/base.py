@@ -10,8 +10,8 @@ from probe.measure.limits import Limits
 from probe.names import is_twitter_name
 from probe.targets import Target
 
-# An experiment's own caps, a bound of its own on top of the run's limits (`capped`):
-# each variant moves at most this much, and stops earlier once its rate is stable:
+# An experiment's own caps, which `capped` lays over the run's limits: each variant
+# moves at most this much, and stops earlier once its rate is stable:
 # a 130 kbit/s flow gives a stable estimate in 3-5 s (about 60-80 KB); an
 # unthrottled one reaches the byte cap first. MAX_BYTES is also the size each
 # download variant asks the server for.
