@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # names for the hints; each step imports what it uses when it
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130  # a second signal: stopped at once
 
 
 class LazyGroup(click.Group):
@@ -178,7 +179,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
             early_stop=not no_early_stop, server=server, experiments=experiment_names,
             consent=consent_state, network=network,
         )
-        progress = None if quiet else _progress()
+        progress = _progress(quiet)
         runner = _runner(config, loaded, progress)
         result = _measure(runner, progress)
     _report(runner, result, quiet)
@@ -249,9 +250,9 @@ def _budget(budget_mb: float | None, daily_budget_mb: float | None,
     )
 
 
-def _progress() -> TerminalProgress | None:
-    """The progress bar, only where someone watches (stderr a terminal)."""
-    if not sys.stderr.isatty():
+def _progress(quiet: bool) -> TerminalProgress | None:
+    """The progress bar, only where someone watches (stderr a terminal, no --quiet)."""
+    if quiet or not sys.stderr.isatty():
         return None
     from probe.progress import TerminalProgress
 
@@ -275,8 +276,8 @@ def _runner(config: RunConfig, loaded: list[Target],
 
 
 def _measure(runner: Runner, progress: TerminalProgress | None) -> RunResult:
-    """Run the measurements; unwritable results exit with 2, a second signal with 130 and
-    our own bug with 1, each pointing at what was saved so far."""
+    """Run the measurements. Unwritable results exit with 2; a second signal (130) and a
+    bug of ours (1) exit pointing at the folder, whose measurements stay valid."""
     from probe.results.folder import OutputError
 
     try:
@@ -286,7 +287,7 @@ def _measure(runner: Runner, progress: TerminalProgress | None) -> RunResult:
         _fail(f"error: {exc}", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         _saved_so_far(runner, "interrupted; the measurements written so far are in the folder",
-                      130)
+                      EXIT_INTERRUPTED)
     except Exception as exc:  # our bug: run.json says "error"; what was measured stays
         import traceback
 
