@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import ipaddress
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from probe import __version__
-from probe.operate.options import budget_options
+from probe.experiment_names import NAMES as EXPERIMENTS
+from probe.experiment_names import check as check_experiments
+from probe.measure.limits import DEFAULT_LIMITS, DNS_TIMEOUT
+from probe.operate.options import budget_options, network_options
+
+if TYPE_CHECKING:  # names for the hints; each step imports what it uses when it runs
+    from probe.operate.budget import Budget
+    from probe.progress import TerminalProgress
+    from probe.runner import RunConfig, Runner, RunResult
+    from probe.targets import Target
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
-EXPERIMENTS = ("sni", "split", "upload")
+EXIT_INTERRUPTED = 130  # a second signal: stopped at once
 
 
 class LazyGroup(click.Group):
@@ -67,51 +75,11 @@ def main() -> None:
     """
 
 
-def _connect_to(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
-    pins = {}
-    for v in values:
-        host, sep, ip = v.rpartition(":")
-        if "]" in ip or (ip and host.startswith("[")):  # HOST:[v6]
-            host, _, ip = v.partition(":")
-        ip = ip.strip("[]")
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise click.BadParameter(
-                f"{v!r}: expected HOST:IP, e.g. pbs.twimg.com:192.0.2.7"
-            ) from None
-        if not sep or not host:
-            raise click.BadParameter(f"{v!r}: expected HOST:IP")
-        pins[host.lower()] = ip
-    return pins
-
-
-def _resolvers(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list:
-    from probe.measure import dns
-
-    out = []
-    for v in values:
-        try:
-            r = dns.parse_resolver(v)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-        if param.name == "doh" and r.engine != "doh":
-            raise click.BadParameter(f"{v!r}: --doh needs an https:// URL")
-        if param.name == "resolver" and r.engine == "doh":
-            raise click.BadParameter(f"{v!r}: use --doh for DNS-over-HTTPS")
-        out.append(r)
-    return out
-
-
-def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
-    for v in values:
-        try:
-            ipaddress.ip_network(v, strict=False)
-        except ValueError:
-            raise click.BadParameter(
-                f"{v!r} is not an IP network (e.g. 192.0.2.0/24)"
-            ) from None
-    return list(values)
+def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    try:
+        return check_experiments([e.strip() for e in value.split(",") if e.strip()])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @main.command()
@@ -120,35 +88,25 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
                    "control lists.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 1000),
               help="Measure every target this many times, interleaved.")
-@click.option("--resolver", multiple=True, callback=_resolvers, metavar="IP[:PORT]",
-              help="Also ask this DNS resolver (UDP, TCP on truncation); repeatable.")
-@click.option("--doh", multiple=True, callback=_resolvers, metavar="URL",
-              help="Also ask this DNS-over-HTTPS resolver, e.g. https://1.1.1.1/dns-query.")
-@click.option("--no-system-resolver", is_flag=True,
-              help="Do not query the resolvers of /etc/resolv.conf.")
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Trust these CA certificates (PEM) instead of the system's (labs, "
-                   "private deployments). Verification stays on.")
-@click.option("--connect-to", multiple=True, callback=_connect_to, metavar="HOST:IP",
-              help="Connect to IP for HOST instead of the resolved address; repeatable.")
-@click.option("--max-bytes", default=512 * 1024, show_default=True,
+@network_options
+@click.option("--max-bytes", default=DEFAULT_LIMITS.max_bytes, show_default=True,
               type=click.IntRange(1024), help="Byte cap per object (per whole video).")
-@click.option("--max-seconds", default=10.0, show_default=True, type=click.FloatRange(0.5, 600),
+@click.option("--max-seconds", default=DEFAULT_LIMITS.max_seconds, show_default=True,
+              type=click.FloatRange(0.5, 600),
               help="Time cap per object; a transfer cut by it is still a valid rate measurement.")
-@click.option("--connect-timeout", default=10.0, show_default=True,
+@click.option("--connect-timeout", default=DEFAULT_LIMITS.connect_timeout, show_default=True,
               type=click.FloatRange(0.5, 120),
               help="Seconds to wait for a TCP connect and for a TLS handshake (each).")
-@click.option("--dns-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 60),
+@click.option("--dns-timeout", default=DNS_TIMEOUT, show_default=True,
+              type=click.FloatRange(0.1, 60),
               help="Seconds to wait for each DNS answer.")
-@click.option("--allow-net", "allow_nets", multiple=True, callback=_nets, metavar="CIDR",
-              help="Treat answers in this network as genuine, not bogons (for labs using "
-                   "documentation prefixes); repeatable.")
 @click.option("--server", metavar="URL",
               help="A measurement server (`probe serve`) for the differential experiments, "
                    "e.g. https://measure.example.org:8443.")
-@click.option("--experiments", default="sni,split,upload", show_default=True, metavar="LIST",
-              help="Comma-separated experiments to run when --server is given: sni, split, "
-                   "upload.")
+@click.option("--experiments", "experiment_names", default=",".join(EXPERIMENTS),
+              show_default=True, callback=_experiments, metavar="LIST",
+              help="Comma-separated experiments to run when --server is given: "
+                   f"{', '.join(EXPERIMENTS)}.")
 @click.option("--no-early-stop", is_flag=True,
               help="Always use the full --max-bytes/--max-seconds instead of stopping a "
                    "transfer once its rate estimate is stable.")
@@ -176,12 +134,13 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress or summary (for cron); still prints the result folder.")
 def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
-        no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict, max_bytes: int,
-        max_seconds: float, connect_timeout: float, dns_timeout: float, allow_nets: list[str],
-        server: str | None, experiments: str, no_early_stop: bool, budget_mb: float | None,
-        daily_budget_mb: float | None, monthly_budget_mb: float | None, label: str | None,
-        asn_db: Path | None, out: Path, wait: bool, jitter: float, yes: bool,
-        log_file: Path | None, verbose: bool, quiet: bool) -> None:
+        no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict,
+        allow_nets: list[str], max_bytes: int, max_seconds: float, connect_timeout: float,
+        dns_timeout: float, server: str | None, experiment_names: list[str],
+        no_early_stop: bool, budget_mb: float | None, daily_budget_mb: float | None,
+        monthly_budget_mb: float | None, label: str | None, asn_db: Path | None, out: Path,
+        wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
+        quiet: bool) -> None:
     """Measure every target and write a result folder.
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
@@ -202,31 +161,60 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     or a signal stopped it), 2 for bad input, unwritable results or no consent, 3
     when another run holds the lock, 1 for an internal error.
     """
-    from probe import targets as targets_mod
-    from probe.measure.transfer import Limits
-    from probe.operate import consent, lock
-    from probe.operate.budget import MB, Budget, Ledger, default_ledger_path
-    from probe.results.folder import OutputError
-    from probe.runner import RunConfig, Runner
+    from probe.measure.limits import Limits
+    from probe.runner import RunConfig
 
     _setup_logging(verbose, log_file)
-    experiment_names = [e.strip() for e in experiments.split(",") if e.strip()]
-    unknown = sorted(set(experiment_names) - set(EXPERIMENTS))
-    if unknown:
-        raise click.BadParameter(f"unknown experiment(s) {', '.join(unknown)}; choose from "
-                                 f"{', '.join(EXPERIMENTS)}", param_hint="--experiments")
-    files = list(target_files) or targets_mod.default_paths()
-    try:
-        loaded = targets_mod.load(files)
-    except targets_mod.TargetError as exc:
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    files, loaded = _load_targets(target_files)
     network = _network(asn_db) if asn_db else None
+    consent_state = _consent(yes)
+    with _run_lock(wait):
+        _sleep_jitter(jitter)
+        config = RunConfig(
+            target_files=files, out=out, repeat=repeat, resolvers=resolver + doh,
+            system_resolver=not no_system_resolver, ca_bundle=ca_bundle, connect_to=connect_to,
+            limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds,
+                          connect_timeout=connect_timeout),
+            allow_nets=allow_nets, dns_timeout=dns_timeout, label=label,
+            budget=_budget(budget_mb, daily_budget_mb, monthly_budget_mb),
+            early_stop=not no_early_stop, server=server, experiments=experiment_names,
+            consent=consent_state, network=network,
+        )
+        progress = _progress(quiet)
+        runner = _runner(config, loaded, progress)
+        result = _measure(runner, progress)
+    _report(runner, result, quiet)
+
+
+def _load_targets(target_files: tuple[Path, ...]) -> tuple[list[Path], list[Target]]:
+    """The files to measure (the shipped lists by default) and their targets; bad ones exit 2
+    before anything is asked, locked or written."""
+    from probe import targets
+
+    files = list(target_files) or targets.default_paths()
+    try:
+        return files, targets.load(files)
+    except targets.TargetError as exc:
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+
+
+def _consent(yes: bool) -> str:
+    """The consent on record, asked for at a terminal; without it the run exits with 2."""
+    from probe.operate import consent
+
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     try:
-        consent_state = consent.ensure(
+        return consent.ensure(
             interactive, yes, lambda text: click.confirm(f"{text}\nMeasure now?", err=True))
     except consent.ConsentRefused as exc:
         _fail(f"error: {exc}", EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def _run_lock(wait: bool) -> Iterator[None]:
+    """One run at a time: held while measuring, also when the run exits early."""
+    from probe.operate import lock
+
     run_lock = lock.RunLock()
     try:
         run_lock.acquire(wait=wait)
@@ -235,70 +223,101 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     except lock.LockFileError as exc:
         _fail(f"error: {exc}", EXIT_BAD_INPUT)
     try:
-        if jitter:
-            import random
-            import time
-
-            time.sleep(random.uniform(0, jitter))
-        daily = daily_budget_mb and int(daily_budget_mb * MB)
-        monthly = monthly_budget_mb and int(monthly_budget_mb * MB)
-        budget = Budget(
-            run_limit=int(budget_mb * MB) if budget_mb else None,
-            daily_limit=daily or None, monthly_limit=monthly or None,
-            ledger=Ledger(default_ledger_path()) if (daily or monthly) else None,
-        )
-        config = RunConfig(
-            target_files=files, out=out, repeat=repeat, resolvers=resolver + doh,
-            system_resolver=not no_system_resolver, ca_bundle=ca_bundle, connect_to=connect_to,
-            limits=Limits(max_bytes=max_bytes, max_seconds=max_seconds,
-                          connect_timeout=connect_timeout),
-            allow_nets=allow_nets, dns_timeout=dns_timeout, label=label, budget=budget,
-            early_stop=not no_early_stop, server=server, experiments=experiment_names,
-            consent=consent_state, network=network,
-        )
-        progress = None
-        if not quiet and sys.stderr.isatty():
-            from probe.progress import TerminalProgress
-
-            progress = TerminalProgress()
-        try:
-            runner = Runner(config, loaded, observer=progress or (lambda e, p: None))
-        except (ValueError, OSError) as exc:  # a bad --server URL or --ca-bundle file
-            import ssl
-
-            if isinstance(exc, ssl.SSLError):
-                _fail(f"error: --ca-bundle {ca_bundle}: not a PEM file of CA certificates "
-                      f"({exc.reason or exc})", EXIT_BAD_INPUT)
-            _fail(f"error: {exc}", EXIT_BAD_INPUT)
-        try:
-            with _graceful_signals(runner):
-                result = runner.run()
-        except OutputError as exc:
-            _fail(f"error: {exc}", EXIT_BAD_INPUT)
-        except KeyboardInterrupt:
-            if progress:
-                progress.stop()
-            click.echo("interrupted; the measurements written so far are in the folder",
-                       err=True)
-            if runner.folder:
-                click.echo(str(runner.folder))
-            sys.exit(130)
-        except Exception as exc:  # our bug: run.json says "error"; what was measured stays
-            if progress:
-                progress.stop()
-            import traceback
-
-            traceback.print_exc()
-            click.echo(f"internal error ({type(exc).__name__}: {exc}); please report it. The "
-                       "measurements written so far are in the folder", err=True)
-            if runner.folder:
-                click.echo(str(runner.folder))
-            sys.exit(1)
-        finally:
-            if progress:
-                progress.stop()
+        yield
     finally:
         run_lock.release()
+
+
+def _sleep_jitter(jitter: float) -> None:
+    """A random start delay, so that scheduled volunteers' probes do not fire together."""
+    if jitter:
+        import random
+        import time
+
+        time.sleep(random.uniform(0, jitter))
+
+
+def _budget(budget_mb: float | None, daily_budget_mb: float | None,
+            monthly_budget_mb: float | None) -> Budget:
+    """The data budget of the options; a daily or monthly one keeps its ledger across runs."""
+    from probe.operate.budget import MB, Budget, Ledger, default_ledger_path
+
+    daily = daily_budget_mb and int(daily_budget_mb * MB)
+    monthly = monthly_budget_mb and int(monthly_budget_mb * MB)
+    return Budget(
+        run_limit=int(budget_mb * MB) if budget_mb else None,
+        daily_limit=daily or None, monthly_limit=monthly or None,
+        ledger=Ledger(default_ledger_path()) if (daily or monthly) else None,
+    )
+
+
+def _progress(quiet: bool) -> TerminalProgress | None:
+    """The progress bar, only where someone watches (stderr a terminal, no --quiet)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from probe.progress import TerminalProgress
+
+    return TerminalProgress()
+
+
+def _runner(config: RunConfig, loaded: list[Target],
+            progress: TerminalProgress | None) -> Runner:
+    """The run's runner; a bad --server URL or --ca-bundle file exits with 2."""
+    from probe.runner import Runner
+
+    try:
+        return Runner(config, loaded, observer=progress or (lambda e, p: None))
+    except (ValueError, OSError) as exc:
+        import ssl
+
+        if isinstance(exc, ssl.SSLError):
+            _fail(f"error: --ca-bundle {config.ca_bundle}: not a PEM file of CA certificates "
+                  f"({exc.reason or exc})", EXIT_BAD_INPUT)
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+
+
+def _measure(runner: Runner, progress: TerminalProgress | None) -> RunResult:
+    """Run the measurements. Unwritable results exit with 2; a second signal (130) and a
+    bug of ours (1) exit pointing at the folder, whose measurements stay valid."""
+    from probe.results.folder import OutputError
+
+    try:
+        with _shown(progress), _graceful_signals(runner):
+            return runner.run()
+    except OutputError as exc:
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        _saved_so_far(runner, "interrupted; the measurements written so far are in the folder",
+                      EXIT_INTERRUPTED)
+    except Exception as exc:  # our bug: run.json says "error"; what was measured stays
+        import traceback
+
+        traceback.print_exc()
+        _saved_so_far(runner, f"internal error ({type(exc).__name__}: {exc}); please report "
+                      "it. The measurements written so far are in the folder", EXIT_INTERNAL)
+
+
+@contextlib.contextmanager
+def _shown(progress: TerminalProgress | None) -> Iterator[None]:
+    """The one place the progress bar stops: before anything else is printed."""
+    try:
+        yield
+    finally:
+        if progress:
+            progress.stop()
+
+
+def _saved_so_far(runner: Runner, message: str, status: int) -> NoReturn:
+    """Exit after a cut run, printing its folder (if made) as the last line, as always."""
+    click.echo(message, err=True)
+    if runner.folder:
+        click.echo(str(runner.folder))
+    sys.exit(status)
+
+
+def _report(runner: Runner, result: RunResult, quiet: bool) -> None:
+    """Why the run stopped early (if it did), the summary unless --quiet, and the result
+    folder's path as the last line, where scripts read it."""
     if runner.stop_reason:
         click.echo(f"stopped early ({runner.stop_reason}); what was measured is saved",
                    err=True)
@@ -307,7 +326,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     click.echo(str(result.folder))
 
 
-def _print_summary(result) -> None:
+def _print_summary(result: RunResult) -> None:
     """The one-screen summary: per target what happened, its goodput and the verdict."""
     from probe.progress import print_summary
 
@@ -387,7 +406,7 @@ def _setup_logging(verbose: bool, log_file: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def _graceful_signals(runner) -> Iterator[None]:
+def _graceful_signals(runner: Runner) -> Iterator[None]:
     """First SIGINT/SIGTERM: finish the measurement in flight, then stop. Second: stop now."""
     import logging
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from probe.measure import dns
+from probe.measure.limits import DNS_TIMEOUT, Limits
 from probe.measure.tls import make_context
-from probe.measure.transfer import Limits
 from probe.measurement import Experiment, ListedTarget, MeasureContext, measure
 from probe.operate.budget import Budget, measurement_bytes
 from probe.operate.privacy import Scrubber, local_addresses
@@ -42,7 +42,7 @@ class RunConfig:
     connect_to: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     allow_nets: list[str] = field(default_factory=list)
-    dns_timeout: float = 5.0
+    dns_timeout: float = DNS_TIMEOUT
     label: str | None = None
     budget: Budget = field(default_factory=Budget)
     early_stop: bool = True
@@ -76,6 +76,15 @@ class RunResult:
     folder: Path
     run_id: str
     measurements: list[dict]
+
+
+@dataclass
+class _Tally:
+    """Where a run is: what it planned, what it measured, and the write that failed."""
+
+    planned: int
+    done: list[dict] = field(default_factory=list)
+    write_error: OutputError | None = None
 
 
 Observer = Callable[[str, object], None]
@@ -125,6 +134,30 @@ class Runner:
         return found + list(self.config.resolvers)
 
     def run(self) -> RunResult:
+        """Measure the plan into a new result folder. However the run ends, run.json says
+        how (its status), and the first error is the one raised."""
+        run_id, folder, info = self._begin()
+        plan = self._plan()
+        log.info("run %s: %d measurements planned, results in %s", run_id, len(plan), folder)
+        self.observer("start", len(plan))
+        tally = _Tally(planned=len(plan))
+        try:
+            self._measure_plan(plan, run_id, folder, tally)
+        except KeyboardInterrupt:
+            self.request_stop("interrupted")
+            raise
+        except BaseException as exc:  # our bug outside a measurement: say so in run.json
+            if tally.write_error is None:
+                self.stop_reason = f"error: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            status = self._finish(folder, info, tally)
+        log.info("run %s %s: %d measurements", run_id, status, len(tally.done))
+        return RunResult(folder=folder, run_id=run_id, measurements=tally.done)
+
+    def _begin(self) -> tuple[str, Path, dict]:
+        """The run's id, its new folder and the run.json written there before anything is
+        measured (so a killed run still says what it was)."""
         start = run_folder.utc_now()
         run_id = run_folder.new_run_id(start)
         folder = run_folder.create(self.config.out, run_id)
@@ -146,73 +179,80 @@ class Runner:
         except OSError as exc:
             raise OutputError(f"cannot write {folder / 'run.json'}: "
                               f"{exc.strerror or exc}") from exc
-        plan = [(rep, item) for rep in range(self.config.repeat) for item in self.items]
-        log.info("run %s: %d measurements planned, results in %s", run_id, len(plan), folder)
-        self.observer("start", len(plan))
-        done: list[dict] = []
-        write_error: OutputError | None = None
+        return run_id, folder, info
+
+    def _plan(self) -> list[tuple[int, Experiment]]:
+        """(repetition, item) in the order they are measured: all items, then again."""
+        return [(rep, item) for rep in range(self.config.repeat) for item in self.items]
+
+    def _measure_plan(self, plan: list[tuple[int, Experiment]], run_id: str, folder: Path,
+                      tally: _Tally) -> None:
+        """Measure the plan in order into the JSONL until it ends, the data budget is spent
+        or a stop is requested; a write that fails is recorded in `tally` and raised."""
         try:
+            writer_cm = JsonlWriter(folder / "measurements.jsonl")
+        except OSError as exc:
+            tally.write_error = OutputError(f"cannot create {folder / 'measurements.jsonl'}: "
+                                            f"{exc.strerror or exc}")
+            raise tally.write_error from exc
+        with writer_cm as writer:
+            for rep, item in plan:
+                if self.config.budget.exhausted():
+                    self.request_stop("budget")
+                if self.stop_reason:
+                    log.warning("stopping before %d planned measurements: %s",
+                                tally.planned - len(tally.done), self.stop_reason)
+                    break
+                self._measure_one(item, rep, run_id, writer, tally)
+
+    def _measure_one(self, item: Experiment, rep: int, run_id: str, writer: JsonlWriter,
+                     tally: _Tally) -> None:
+        """One measurement, scrubbed, appended to the JSONL and charged to the data budget."""
+        self.observer("measuring", item)
+        measured = self.measure(item, rep, run_id)
+        self.scrubber.add(local_addresses())  # one that came up meanwhile too
+        m = self.scrubber.record(measured)
+        try:
+            writer.append(m)
+        except OSError as exc:
+            tally.write_error = OutputError(f"cannot write {writer.path}: {exc.strerror or exc}")
+            raise tally.write_error from exc
+        tally.done.append(m)
+        self.config.budget.charge(measurement_bytes(m))
+        log.info("%s: %s", m["target"]["name"], m["test_keys"].get("failure") or "ok")
+        self.observer("measured", m)
+
+    def _finish(self, folder: Path, info: dict, tally: _Tally) -> str:
+        """Write run.json with how the run ended, then the CSVs; returns the status.
+
+        run.json first and on its own: whatever happens to the CSVs (they can be rebuilt
+        from the JSONL), the status must say how the run ended. A failure here is raised
+        only if no write failed before (the first error is the one)."""
+        status = self._status(tally)
+        info.update(end=run_folder.iso(run_folder.utc_now()), status=status,
+                    stop_reason=self.stop_reason, measurements=len(tally.done),
+                    planned_measurements=tally.planned, bytes_used=self.config.budget.used,
+                    budget=self.config.budget.describe())
+        failed: OSError | None = None
+        for write in (lambda: self._write_info(folder, info),
+                      lambda: csvs.write_all(folder, tally.done)):
             try:
-                writer_cm = JsonlWriter(folder / "measurements.jsonl")
+                write()
             except OSError as exc:
-                write_error = OutputError(f"cannot create {folder / 'measurements.jsonl'}: "
-                                          f"{exc.strerror or exc}")
-                raise write_error from exc
-            with writer_cm as writer:
-                for rep, item in plan:
-                    if self.config.budget.exhausted():
-                        self.request_stop("budget")
-                    if self.stop_reason:
-                        log.warning("stopping before %d planned measurements: %s",
-                                    len(plan) - len(done), self.stop_reason)
-                        break
-                    self.observer("measuring", item)
-                    measured = self.measure(item, rep, run_id)
-                    self.scrubber.add(local_addresses())  # one that came up meanwhile too
-                    m = self.scrubber.record(measured)
-                    try:
-                        writer.append(m)
-                    except OSError as exc:
-                        write_error = OutputError(
-                            f"cannot write {writer.path}: {exc.strerror or exc}")
-                        raise write_error from exc
-                    done.append(m)
-                    self.config.budget.charge(measurement_bytes(m))
-                    log.info("%s: %s", m["target"]["name"],
-                             m["test_keys"].get("failure") or "ok")
-                    self.observer("measured", m)
-        except KeyboardInterrupt:
-            self.request_stop("interrupted")
-            raise
-        except BaseException as exc:  # our bug outside a measurement: say so in run.json
-            if write_error is None:
-                self.stop_reason = f"error: {type(exc).__name__}: {exc}"
-            raise
-        finally:
-            status = {None: "complete", "budget": "budget-exhausted"}.get(
-                self.stop_reason, "interrupted")
-            if write_error:
-                status = "write-error"
-            elif (self.stop_reason or "").startswith("error: "):
-                status = "error"
-            info.update(end=run_folder.iso(run_folder.utc_now()), status=status,
-                        stop_reason=self.stop_reason, measurements=len(done),
-                        planned_measurements=len(plan), bytes_used=self.config.budget.used,
-                        budget=self.config.budget.describe())
-            # run.json first and on its own: whatever happens to the CSVs (they can be
-            # rebuilt from the JSONL), the status must say how the run ended.
-            failed: OSError | None = None
-            for write in (lambda: self._write_info(folder, info),
-                          lambda: csvs.write_all(folder, done)):
-                try:
-                    write()
-                except OSError as exc:
-                    failed = failed or exc
-            if failed is not None and write_error is None:  # the first error is the one
-                raise OutputError(f"cannot write results in {folder}: "
-                                  f"{failed.strerror or failed}") from failed
-        log.info("run %s %s: %d measurements", run_id, status, len(done))
-        return RunResult(folder=folder, run_id=run_id, measurements=done)
+                failed = failed or exc
+        if failed is not None and tally.write_error is None:
+            raise OutputError(f"cannot write results in {folder}: "
+                              f"{failed.strerror or failed}") from failed
+        return status
+
+    def _status(self, tally: _Tally) -> str:
+        """complete, budget-exhausted, interrupted, write-error or error (a bug of ours)."""
+        if tally.write_error:
+            return "write-error"
+        if (self.stop_reason or "").startswith("error: "):
+            return "error"
+        return {None: "complete", "budget": "budget-exhausted"}.get(self.stop_reason,
+                                                                   "interrupted")
 
     def _write_info(self, folder: Path, info: dict) -> None:
         run_folder.write_run_json(folder, self.scrubber.record(info))
@@ -224,10 +264,9 @@ class Runner:
 
     def context(self) -> MeasureContext:
         """What one measurement needs, with the object limits shrunk to the data budget."""
-        limits = self.config.limits
         remaining = self.config.budget.remaining()
-        if remaining is not None and remaining < limits.max_bytes:
-            limits = replace(limits, max_bytes=max(1, remaining))
+        limits = self.config.limits.at_most(max_bytes=None if remaining is None
+                                            else max(1, remaining))
         return MeasureContext(
             resolvers=self.resolvers, ssl_context=self.ssl_context, limits=limits,
             stop_when=self.stop_when, allow_nets=self.config.allow_nets,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.experiments import NAMES, SPLIT_SHAPES, TWITTER_SNIS, plan, sni_names
+from probe.experiment_names import NAMES
+from probe.experiments import SPLIT_SHAPES, TWITTER_SNIS, plan, sni_names
 from probe.experiments import clienthello as ch
 from probe.experiments.base import MAX_BYTES, Server, is_twitter_name
 from probe.experiments.download import Download

@@ -60,7 +60,7 @@ def test_hls_master_picks_lowest_variant_and_fetches_all_segments(
     assert keys.transfers == records
 
 
-def test_hls_budget_bounds_the_whole_object(server: TestServer, ca_bundle: Path) -> None:
+def test_hls_limits_bound_the_whole_object(server: TestServer, ca_bundle: Path) -> None:
     limits = Limits(max_bytes=100_000)
     records, _ = _measure(server, ca_bundle, "/hls/low/index.m3u8", "video", limits)
     total = sum(r["bytes"] for r in records)
@@ -96,7 +96,8 @@ def test_progressive_mp4_by_range(server: TestServer, ca_bundle: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["image", "script", "page"])
 def test_simple_kinds_are_one_get(server: TestServer, ca_bundle: Path, kind: str) -> None:
-    records, keys = _measure(server, ca_bundle, "/bytes/20000", kind, Limits())
+    records, keys = _measure(server, ca_bundle, "/bytes/20000", kind,
+                             Limits(max_bytes=2_000_000))
     assert len(records) == 1 and records[0]["bytes"] == 20_000
     # No range of its own: only the byte cap's (a server that ignores it sends the whole).
     assert ["Range", "bytes=0-1999999"] in keys.requests[0]["request"]["headers_list"]
@@ -152,10 +153,10 @@ def test_no_hls_fetch_starts_without_time_for_its_first_byte() -> None:
     timeout that never happened: the object stops instead."""
     import time
 
-    from probe.measure.media import MIN_FETCH_SECONDS, _Budget
+    from probe.measure.media import MIN_FETCH_SECONDS, _Allowance
 
     limits = Limits(max_bytes=1_000_000, max_seconds=10.0)
     now = time.monotonic()
-    assert not _Budget(limits, now - 8.0, []).spent()
-    assert _Budget(limits, now - (10.0 - MIN_FETCH_SECONDS / 2), []).spent()
-    assert _Budget(limits, now, [{"bytes": 1_000_000}]).spent()
+    assert not _Allowance(limits, now - 8.0, []).spent()
+    assert _Allowance(limits, now - (10.0 - MIN_FETCH_SECONDS / 2), []).spent()
+    assert _Allowance(limits, now, [{"bytes": 1_000_000}]).spent()

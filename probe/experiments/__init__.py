@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from probe.experiment_names import check
 from probe.targets import Target
 
 from .base import MAX_BYTES, Server, is_twitter_name, target
@@ -33,7 +34,6 @@ COLLATERAL_FAMILY = "control-tco"
 SPLIT_SNI = "pbs.twimg.com"
 UPLOAD_SNI = "pbs.twimg.com"
 SPLIT_SHAPES = ("sni", "header", "padded")
-NAMES = ("sni", "split", "upload")
 
 
 def sni_names(targets: Iterable[Target]) -> list[str]:
@@ -62,9 +62,7 @@ def sni_names(targets: Iterable[Target]) -> list[str]:
 def plan(server_url: str, names: list[str],
          targets: Iterable[Target] = ()) -> list[Download | Upload]:
     """The variants of the named experiments, in a fixed order (Twitter first, then baselines)."""
-    unknown = sorted(set(names) - set(NAMES))
-    if unknown:
-        raise ValueError(f"unknown experiment(s): {', '.join(unknown)}")
+    check(names)
     server = Server.parse(server_url)
     down = server.url_for(f"/bytes?n={MAX_BYTES}")
     out: list[Download | Upload] = []

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from probe.measure.transfer import Limits
+from probe.measure.limits import Limits
 from probe.names import is_twitter_name
 from probe.targets import Target
 
-# Each variant moves at most this much, and stops earlier once its rate is stable:
+# An experiment's own caps, which `capped` lays over the run's limits: each variant
+# moves at most this much, and stops earlier once its rate is stable:
 # a 130 kbit/s flow gives a stable estimate in 3-5 s (about 60-80 KB); an
-# unthrottled one reaches the byte cap first.
+# unthrottled one reaches the byte cap first. MAX_BYTES is also the size each
+# download variant asks the server for.
 MAX_BYTES = 1_000_000
 MAX_SECONDS = 8.0
 NEUTRAL_FALLBACK = "example.com"  # neutral SNI when the server URL names an IP address
@@ -60,5 +62,4 @@ def target(experiment: str, label: str, url: str, sni: str) -> Target:
 
 def capped(limits: Limits) -> Limits:
     """The run's limits, no looser than an experiment's own byte and time caps."""
-    return replace(limits, max_bytes=min(limits.max_bytes, MAX_BYTES),
-                   max_seconds=min(limits.max_seconds, MAX_SECONDS))
+    return limits.at_most(MAX_BYTES, MAX_SECONDS)

@@ -51,19 +51,19 @@ def measure_target(
 
 
 def _video(session: Session, url: str, limits: Limits, stop_when: StopWhen | None) -> list[dict]:
-    """HLS: playlist (master -> one variant) then segments until the object's budget is spent.
+    """HLS: playlist (master -> one variant) then segments until the object's allowance is spent.
 
     A URL that is not .m3u8 is fetched once; it is followed as HLS only if the
     server calls it a playlist (content-type mpegurl).
     """
     started = time.monotonic()
     records: list[dict] = []
-    budget = _Budget(limits, started, records)
+    allowance = _Allowance(limits, started, records)
     playlist_url = url
     for _ in range(2):  # master, then media playlist
-        if records and budget.spent():
+        if records and allowance.spent():
             return records
-        text, record = _fetch_playlist(session, playlist_url, budget)
+        text, record = _fetch_playlist(session, playlist_url, allowance)
         records.append(record)
         if text is None:
             return records
@@ -78,11 +78,11 @@ def _video(session: Session, url: str, limits: Limits, stop_when: StopWhen | Non
     host = urlsplit(playlist_url).hostname
     for segment in parse_media_playlist(text, playlist_url):
         # The session is pinned to one address: another host's segments are not ours to fetch.
-        if budget.spent() or urlsplit(segment.uri).hostname != host:
+        if allowance.spent() or urlsplit(segment.uri).hostname != host:
             break
         record = session.fetch(
-            segment.uri, byte_range=segment.byte_range, max_bytes=budget.bytes_left(),
-            max_seconds=budget.seconds_left(), stop_when=stop_when, role=segment.role,
+            segment.uri, byte_range=segment.byte_range, max_bytes=allowance.bytes_left(),
+            max_seconds=allowance.seconds_left(), stop_when=stop_when, role=segment.role,
         )
         records.append(record)
         if record["failure"] is not None or record["stopped_by"] != "complete":
@@ -90,8 +90,8 @@ def _video(session: Session, url: str, limits: Limits, stop_when: StopWhen | Non
     return records
 
 
-class _Budget:
-    """Bytes and seconds left for the whole media object."""
+class _Allowance:
+    """Bytes and seconds left of the whole media object's limits."""
 
     def __init__(self, limits: Limits, started: float, records: list[dict]) -> None:
         self.limits = limits
@@ -110,7 +110,7 @@ class _Budget:
         return self.bytes_left() <= 0 or self.seconds_left() < MIN_FETCH_SECONDS
 
 
-def _fetch_playlist(session: Session, url: str, budget: _Budget) -> tuple[str | None, dict]:
+def _fetch_playlist(session: Session, url: str, allowance: _Allowance) -> tuple[str | None, dict]:
     """GET a (supposed) playlist keeping its text; None when it is not a usable playlist."""
     parts: list[bytes] = []
     kept = [0]
@@ -121,7 +121,8 @@ def _fetch_playlist(session: Session, url: str, budget: _Budget) -> tuple[str | 
             parts.append(chunk[: PLAYLIST_CAP - kept[0]])
             kept[0] += len(parts[-1])
 
-    record = session.fetch(url, max_bytes=budget.bytes_left(), max_seconds=budget.seconds_left(),
+    record = session.fetch(url, max_bytes=allowance.bytes_left(),
+                           max_seconds=allowance.seconds_left(),
                            sink=keep, role="playlist")
     if record["failure"] is not None or record["stopped_by"] != "complete":
         return None, record

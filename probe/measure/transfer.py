@@ -15,7 +15,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -26,6 +25,7 @@ from . import tcpinfo, tls
 from .clock import Clock
 from .failures import GENERIC_TIMEOUT, classify
 from .keys import TestKeys
+from .limits import Limits
 from .netbackend import HandshakeStrategy, MeasuredConnectError, ProbeBackend, ProbeStream
 
 KEY_HEADERS = (
@@ -36,17 +36,6 @@ _BY_DATA = ("complete", "max_bytes")  # transfers whose span ends at their last 
 TLS_RECORD = 16_384  # largest TLS plaintext record
 TLS_OVERHEAD = 29  # per record: 5 header bytes + AEAD nonce and tag (TLS 1.2 GCM; 1.3: 22)
 StopWhen = Callable[[list[tuple[float, int]]], bool]
-
-
-@dataclass
-class Limits:
-    """Bounds of one transfer (or of one media object, see media.py)."""
-
-    max_bytes: int = 2_000_000
-    max_seconds: float = 10.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 10.0
-    sample_interval_s: float = 0.1
 
 
 class _Progress:

@@ -16,17 +16,20 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from probe.measure.limits import DEFAULT_LIMITS
 from probe.operate.state import state_dir
 from probe.results.atomic import write_text
 
 log = logging.getLogger("probe")
 
-TEXT = """\
+# The caps quoted are `probe run`'s defaults: a volunteer consents to what a run moves.
+_KIB, _SECONDS = DEFAULT_LIMITS.max_bytes // 1024, DEFAULT_LIMITS.max_seconds
+TEXT = f"""\
 throttle-probe measures how your network treats Twitter and comparable sites.
 
 What it does: it looks up names like pbs.twimg.com and twitter.com, connects
 to them and downloads a few images, a video and pages (capped: by default at
-most 512 KiB and 10 s per object), and times every step. It can also talk to
+most {_KIB} KiB and {_SECONDS:g} s per object), and times every step. It can also talk to
 a research measurement server. The results are saved on this computer, in the
 results folder, and contain no IP address of yours; nothing is uploaded.
 

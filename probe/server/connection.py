@@ -98,7 +98,7 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - a bad client must never crash the server
             self.failure = classify(exc)
             gone = self.failure in (failures.EOF_ERROR, failures.CONNECTION_RESET)
-            # A probe abandoning a slow download (its time budget) is routine, not a fault.
+            # A probe abandoning a slow download (its time cap) is routine, not a fault.
             self.end = "client_closed_mid_response" if gone and self._sending else "failure"
         finally:
             if self._cut is not None:  # whatever the socket saw came from our shutdown
