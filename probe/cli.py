@@ -18,6 +18,7 @@ from typing import NoReturn
 import click
 
 from probe import __version__
+from probe.collection.submit_cli import Settings, after_run, submit_options
 from probe.operate.options import budget_options
 
 EXIT_BAD_INPUT = 2
@@ -51,6 +52,7 @@ class LazyGroup(click.Group):
         "locate": "probe.experiments.cli:locate",
         "schedule": "probe.operate.schedule_cli:schedule_group",
         "doctor": "probe.operate.doctor:doctor",
+        "submit": "probe.collection.submit_cli:submit",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -174,13 +176,14 @@ def _nets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
 @click.option("--verbose", "-v", is_flag=True, help="Log each step to stderr.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress or summary (for cron); still prints the result folder.")
+@submit_options
 def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict, max_bytes: int,
         max_seconds: float, connect_timeout: float, dns_timeout: float, allow_nets: list[str],
         server: str | None, experiments: str, no_early_stop: bool, budget_mb: float | None,
         daily_budget_mb: float | None, monthly_budget_mb: float | None, label: str | None,
         asn_db: Path | None, out: Path, wait: bool, jitter: float, yes: bool,
-        log_file: Path | None, verbose: bool, quiet: bool) -> None:
+        log_file: Path | None, verbose: bool, quiet: bool, submit: Settings | None) -> None:
     """Measure every target and write a result folder.
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
@@ -304,6 +307,8 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     if not quiet:
         _print_summary(result)
     click.echo(str(result.folder))
+    if submit:
+        after_run(result.folder, submit, yes)
 
 
 def _print_summary(result) -> None:

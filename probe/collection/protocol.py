@@ -110,3 +110,18 @@ def measurement_errors(content: object, report_id: str) -> list[str]:
     if content["report_id"] != report_id:
         errors.append("report_id: does not match the report it is sent to")
     return errors
+
+
+# A measurement refused (4xx) more than this long after its report was opened is sent
+# again in a new report (bk-003, 3.2): the collector may have closed the old one.
+REOPEN_AFTER = dt.timedelta(hours=1)
+
+
+def measurement_uid(answer: object) -> str | None:
+    """The id a collector gave an appended measurement, if its answer names one (ours say
+    `measurement_uid`, OONI's example `measurement_id`; only the status is binding)."""
+    if isinstance(answer, dict):
+        for key in ("measurement_uid", "measurement_id"):
+            if isinstance(answer.get(key), str):
+                return answer[key]
+    return None
