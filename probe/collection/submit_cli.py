@@ -54,7 +54,10 @@ def _remember_collector(ctx: click.Context, param: click.Parameter, value: str |
 
 
 def _want_submit(ctx: click.Context, param: click.Parameter, value: bool) -> Settings | None:
-    return settings(ctx.meta.get("submit.collector"), None, None) if value else None
+    collector = ctx.meta.get("submit.collector")
+    if collector and not value:
+        raise click.UsageError("--collector is where --submit sends; add --submit")
+    return settings(collector, None, None) if value else None
 
 
 def submit_options(f: Callable) -> Callable:

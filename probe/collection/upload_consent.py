@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from probe.operate.consent import ConsentRefused
 from probe.operate.state import state_dir
@@ -53,6 +54,9 @@ def path() -> Path:
 def explain(collector: str, proxy: str | None, runs: int, measurements: int,
             identity: str) -> str:
     route = f"Through the proxy {proxy}." if proxy else DIRECT
+    host = urlsplit(collector).hostname or ""
+    if collector.startswith("http://") and not host.endswith(".onion"):
+        route += "\nNot encrypted (http://): anyone on the way can read what is sent."
     return TEXT.format(collector=collector, route=route, runs=runs,
                        measurements=measurements, identity=identity)
 
