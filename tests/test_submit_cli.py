@@ -12,7 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from probe.collection import client, upload_consent
+from probe.collection import client, submit_cli, upload_consent
 from probe.collection import submit as submit_mod
 from probe.collection.submit_cli import submit
 from tests.probe_world import PROBE, run_probe, targets
@@ -43,6 +43,19 @@ def test_without_a_terminal_and_without_consent_nothing_is_sent(tmp_path: Path) 
         assert f"Where: {c.url}" in out and "2 measurement(s) of 1 run(s)" in out
         assert "sees this computer's public IP address" in out and "Not encrypted" in out
         assert not upload_consent.path().exists()
+
+
+@pytest.mark.parametrize("answer, code, sent", [("n", 2, 0), ("y", 0, 1)])
+def test_at_a_terminal_the_volunteer_is_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              answer: str, code: int, sent: int) -> None:
+    monkeypatch.setattr(submit_cli, "at_terminal", lambda: True)
+    run = make_run(tmp_path, 1)
+    with Collector() as c:
+        result = CliRunner().invoke(submit, [str(run), "--collector", c.url], input=answer)
+        assert result.exit_code == code, result.output
+        assert f"Where: {c.url}" in result.output and "Send now?" in result.output
+        assert len(c.stored()) == sent
+    assert (upload_consent.on_record(c.url) or {}).get("how") == ("prompt" if sent else None)
 
 
 def test_yes_is_recorded_per_collector(tmp_path: Path) -> None:

@@ -82,6 +82,11 @@ def after_run(folder: Path, target: Settings, yes: bool) -> None:
         sys.exit(status)
 
 
+def at_terminal() -> bool:
+    """Can somebody be asked (as for the consent to measure)?"""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
 def send(folders: list[Path], target: Settings, yes: bool, named: set[Path],
          echo: Callable[[str], None]) -> int:
     """Send the runs of `folders`; the exit status."""
@@ -110,17 +115,16 @@ def send(folders: list[Path], target: Settings, yes: bool, named: set[Path],
                     if not any(r.info.get("network") for r in runs) else "sent when known")
         text = upload_consent.explain(target.collector, target.proxy, len(runs), count,
                                       identity)
-        interactive = sys.stdin.isatty() and sys.stderr.isatty()
         try:
-            upload_consent.ensure(target.collector, text, interactive, yes,
+            upload_consent.ensure(target.collector, text, at_terminal(), yes,
                                   lambda t: click.confirm(f"{t}\nSend now?", err=True))
         except ConsentRefused as exc:
-            echo(f"error: {exc}")
+            click.echo(f"error: {exc}", err=True)
             return EXIT_USAGE
     try:
         collector = Collector(target.collector, ca_bundle=target.ca_bundle, proxy=target.proxy)
     except ValueError as exc:
-        echo(f"error: {exc}")
+        click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
     with collector:
         sender = Sender(collector, default_scrubber())

@@ -31,9 +31,9 @@ Where: {collector}
 
 What: {measurements} measurement(s) of {runs} run(s). Per target measured: the DNS
 answers, connection and TLS handshake timings, the server's certificates, download
-rates and errors, and the probe's version and options. The network's AS and country
-only for runs made with --asn-db ({identity}). No IP address of this computer and no
-user name: the files were scrubbed as they were written, and are checked again now.
+rates and errors, and the probe's version. The network's AS and country only for
+runs made with --asn-db ({identity}). No IP address of this computer and no user
+name: the files were scrubbed as they were written, and are checked again now.
 
 The risk: anyone watching your network can see that this computer talks to the
 collector; its operators learn what you measured and when.
