@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -170,3 +171,15 @@ def test_probe_run_submit_sends_the_run_just_made(world: dict, tmp_path: Path) -
     res = subprocess.run([*PROBE, "run", "--collector", "http://c.example", "--out",
                           str(tmp_path / "x")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "add --submit" in res.stderr
+
+
+def test_scheduled_args_settle_the_collector_and_consent_at_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(submit_cli, "at_terminal", lambda: False)
+    with pytest.raises(click.UsageError, match="no collector"):
+        submit_cli.scheduled_args(None, yes=True)
+    with pytest.raises(click.UsageError, match="no consent to upload on record"):
+        submit_cli.scheduled_args("https://c.example", yes=False)
+    assert submit_cli.scheduled_args("https://c.example/", yes=True) == [
+        "--submit", "--collector", "https://c.example"]
+    assert upload_consent.on_record("https://c.example")["how"] == "--yes"

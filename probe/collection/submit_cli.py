@@ -82,6 +82,26 @@ def after_run(folder: Path, target: Settings, yes: bool) -> None:
         sys.exit(status)
 
 
+def scheduled_args(collector: str | None, yes: bool) -> list[str]:
+    """For `probe schedule install --submit`: settle now what a scheduled run cannot ask
+    (a collector; consent to upload, asked here at a terminal or given by --yes) and
+    return what the scheduled `probe run` needs to submit. click.UsageError if either
+    is missing."""
+    from probe.operate.consent import ConsentRefused
+
+    from . import upload_consent
+
+    target = settings(collector, None, None)
+    text = upload_consent.explain(target.collector, target.proxy, "every scheduled run",
+                                  "with --asn-db among the run's options, else AS0, ZZ")
+    try:
+        upload_consent.ensure(target.collector, text, at_terminal(), yes,
+                              lambda t: click.confirm(f"{t}\nSend every run?", err=True))
+    except ConsentRefused as exc:
+        raise click.UsageError(str(exc)) from None
+    return ["--submit"] + (["--collector", target.collector] if collector else [])
+
+
 def at_terminal() -> bool:
     """Can somebody be asked (as for the consent to measure)?"""
     return sys.stdin.isatty() and sys.stderr.isatty()
@@ -113,7 +133,8 @@ def send(folders: list[Path], target: Settings, yes: bool, named: set[Path],
         count = sum(1 for run in runs for _ in measurements(run.folder))
         identity = ("none of these has it: AS0, ZZ"
                     if not any(r.info.get("network") for r in runs) else "sent when known")
-        text = upload_consent.explain(target.collector, target.proxy, len(runs), count,
+        text = upload_consent.explain(target.collector, target.proxy,
+                                      f"{count} measurement(s) of {len(runs)} run(s)",
                                       identity)
         try:
             upload_consent.ensure(target.collector, text, at_terminal(), yes,

@@ -29,7 +29,7 @@ probe submit sends finished runs to a collector, where researchers study them.
 Where: {collector}
 {route}
 
-What: {measurements} measurement(s) of {runs} run(s). Per target measured: the DNS
+What: {what}. Per target measured: the DNS
 answers, connection and TLS handshake timings, the server's certificates, download
 rates and errors, and the probe's version. The network's AS and country only for
 runs made with --asn-db ({identity}). No IP address of this computer and no user
@@ -51,14 +51,13 @@ def path() -> Path:
     return state_dir() / "upload-consent.json"
 
 
-def explain(collector: str, proxy: str | None, runs: int, measurements: int,
-            identity: str) -> str:
+def explain(collector: str, proxy: str | None, what: str, identity: str) -> str:
+    """The question, for these runs (`what`: "3 measurement(s) of 1 run(s)")"""
     route = f"Through the proxy {proxy}." if proxy else DIRECT
     host = urlsplit(collector).hostname or ""
     if collector.startswith("http://") and not host.endswith(".onion"):
         route += "\nNot encrypted (http://): anyone on the way can read what is sent."
-    return TEXT.format(collector=collector, route=route, runs=runs,
-                       measurements=measurements, identity=identity)
+    return TEXT.format(collector=collector, route=route, what=what, identity=identity)
 
 
 def _records() -> dict:
