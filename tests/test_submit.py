@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from probe.collection import client, queue
+from probe.collection import submit as submit_mod
 from probe.collection.client import Collector as Client
 from probe.collection.client import Unreachable
 from probe.collection.submit import NO_IDENTITY, Sender, default_scrubber
@@ -37,7 +38,7 @@ def _state(run: Path, url: str) -> dict:
 
 
 def test_a_run_is_sent_with_the_collectors_report_id_and_the_file_unchanged(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = make_run(tmp_path / "results", 3)
     before = (run / "measurements.jsonl").read_bytes()
     with Collector() as c:
@@ -53,7 +54,9 @@ def test_a_run_is_sent_with_the_collectors_report_id_and_the_file_unchanged(
         assert state["report_id"] == report_id and state["closed"]
         assert {m["measurement_uid"] for m in state["measurements"].values()} == {
             "uid-1", "uid-2", "uid-3"}
+        assert (state["total"], state["sent_bytes"]) == (3, len(before))
         requests = len(c.requests)
+        monkeypatch.setattr(submit_mod, "check_scrubbed", None)  # sent: not read again
         code, out = _submit(str(run), "--collector", c.url)  # again: nothing to send
         assert code == 0 and len(c.requests) == requests and "3 of 3 sent" in out
     assert (run / "measurements.jsonl").read_bytes() == before

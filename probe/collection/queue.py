@@ -83,9 +83,10 @@ def parse_iso(text: str) -> dt.datetime:
 
 class State:
     """`<run>/submission.json`: per collector URL, the report in use (`report_id`,
-    `opened_at`, `closed`), a refusal to open one (`refused`), and each measurement's
-    outcome by line number (`measurement_id`, `status` sent or rejected, `report_id`, and
-    the collector's `measurement_uid` or its `http_status` and `error`)."""
+    `opened_at`, `closed`), a refusal to open one (`refused`), once all is sent the
+    number of measurements and the JSONL's size (`total`, `sent_bytes`), and each
+    measurement's outcome by line number (`measurement_id`, `status` sent or rejected,
+    `report_id`, and the collector's `measurement_uid` or its `http_status` and `error`)."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / STATE_FILE
@@ -111,6 +112,19 @@ class State:
 def done(report: dict) -> dict[int, str]:
     """Line -> measurement_id of every measurement with an outcome (sent or rejected)."""
     return {int(line): m["measurement_id"] for line, m in report["measurements"].items()}
+
+
+def jsonl_bytes(folder: Path) -> int:
+    try:
+        return (folder / "measurements.jsonl").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def finished(report: dict, folder: Path) -> bool:
+    """All sent (or rejected) and the report closed, the JSONL unchanged since: a later
+    submit need not read the run again (`total` is its number of measurements)."""
+    return bool(report["closed"]) and report.get("sent_bytes") == jsonl_bytes(folder)
 
 
 def summary(report: dict | None, total: int) -> str:

@@ -13,7 +13,7 @@ from probe.results import jsonl
 
 from . import protocol
 from .client import Collector, Refused, Unreachable
-from .queue import Run, State, done, now_iso, parse_iso
+from .queue import Run, State, done, finished, jsonl_bytes, now_iso, parse_iso
 
 PLACEHOLDER_IP = "127.0.0.1"  # OONI's stand-in for the probe's address (envelope.py)
 NO_IDENTITY = "sent without network identity: run without --asn-db (AS0, ZZ)"
@@ -91,13 +91,17 @@ class Sender:
     def send(self, run: Run) -> Outcome:
         """Send what the collector lacks of `run`; raises NotScrubbed before sending
         anything, Unreachable once the state of what was sent is saved."""
-        ids = check_scrubbed(run, self.scrubber)
         state = State(run.folder)
         report = state.report(self.collector.url)
-        outcome = Outcome(run.folder, total=len(ids))
-        if report["refused"]:
-            outcome.refused = f"{report['refused']['http_status']} {report['refused']['error']}"
+        if report["refused"] or finished(report, run.folder):  # nothing to check or send
+            outcome = Outcome(run.folder, total=report.get("total") or 0)
+            outcome.refused = report["refused"] and (
+                f"{report['refused']['http_status']} {report['refused']['error']}")
+            self._count(outcome, report)
             return outcome
+        size = jsonl_bytes(run.folder)
+        ids = check_scrubbed(run, self.scrubber)
+        outcome = Outcome(run.folder, total=len(ids))
         have = done(report)
         pending = {line for line, mid in ids.items() if have.get(line) != mid}
         try:
@@ -112,14 +116,17 @@ class Sender:
             outcome.refused = str(exc)
         except Unreachable:
             self._count(outcome, report, ids)
-            state.save()
             raise
+        if report["closed"] and not finished(report, run.folder):
+            report.update(total=len(ids), sent_bytes=size)
+            state.save()
         self._count(outcome, report, ids)
         return outcome
 
-    def _count(self, outcome: Outcome, report: dict, ids: dict[int, str]) -> None:
+    def _count(self, outcome: Outcome, report: dict, ids: dict[int, str] | None = None) -> None:
+        """Sent and rejected among the run's measurements (`ids`; None: all recorded)."""
         statuses = [m["status"] for line, m in report["measurements"].items()
-                    if ids.get(int(line)) == m["measurement_id"]]
+                    if ids is None or ids.get(int(line)) == m["measurement_id"]]
         outcome.sent, outcome.rejected = statuses.count("sent"), statuses.count("rejected")
         outcome.left = outcome.total - outcome.sent - outcome.rejected
         outcome.report_id = report["report_id"]

@@ -190,7 +190,8 @@ def status_lines(folders: list[Path], echo: Callable[[str], None]) -> None:
         except OSError as exc:
             echo(f"{folder}: {exc}")
             continue
-        total = sum(1 for _ in measurements(folder))
+        known = [r["total"] for r in reports.values() if queue.finished(r, folder)]
+        total = known[0] if known else sum(1 for _ in measurements(folder))
         if not reports:
             echo(f"{folder}: {queue.summary(None, total)}")
         for url, report in reports.items():
