@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from probe import __version__
+from probe.collection.submit_cli import submit_options
 from probe.experiment_names import NAMES as EXPERIMENTS
 from probe.experiment_names import check as check_experiments
 from probe.measure.limits import DEFAULT_LIMITS, DNS_TIMEOUT
 from probe.operate.options import budget_options, network_options
 
 if TYPE_CHECKING:  # names for the hints; each step imports what it uses when it runs
+    from probe.collection.submit_cli import Settings
     from probe.operate.budget import Budget
     from probe.progress import TerminalProgress
     from probe.runner import RunConfig, Runner, RunResult
@@ -60,6 +62,7 @@ class LazyGroup(click.Group):
         "locate": "probe.experiments.cli:locate",
         "schedule": "probe.operate.schedule_cli:schedule_group",
         "doctor": "probe.operate.doctor:doctor",
+        "submit": "probe.collection.submit_cli:submit",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -133,6 +136,7 @@ def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list
 @click.option("--verbose", "-v", is_flag=True, help="Log each step to stderr.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress or summary (for cron); still prints the result folder.")
+@submit_options
 def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict,
         allow_nets: list[str], max_bytes: int, max_seconds: float, connect_timeout: float,
@@ -140,7 +144,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_early_stop: bool, budget_mb: float | None, daily_budget_mb: float | None,
         monthly_budget_mb: float | None, label: str | None, asn_db: Path | None, out: Path,
         wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
-        quiet: bool) -> None:
+        quiet: bool, submit: Settings | None) -> None:
     """Measure every target and write a result folder.
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
@@ -184,6 +188,10 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         runner = _runner(config, loaded, progress)
         result = _measure(runner, progress)
     _report(runner, result, quiet)
+    if submit:
+        from probe.collection.submit_cli import after_run
+
+        after_run(result.folder, submit, yes)
 
 
 def _load_targets(target_files: tuple[Path, ...]) -> tuple[list[Path], list[Target]]:

@@ -173,6 +173,7 @@ class Runner:
             consent=self.config.consent,
             asn=(self.config.network or {}).get("asn"),
             network=self.config.network,
+            scrubbed=True,  # every record below passes self.scrubber; `probe submit` checks
         )
         try:
             self._write_info(folder, info)

@@ -119,3 +119,18 @@ def new_measurement_uid(content: Mapping[str, Any], now: dt.datetime | None = No
     when = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d%H%M%S.%f")
     name = re.sub(r"[_\- ]", "", str(content.get("test_name", ""))).lower() or "unknown"
     return f"{when}_{content.get('probe_cc', 'ZZ')}_{name}_{secrets.token_hex(8)}"
+
+
+# A measurement refused (4xx) more than this long after its report was opened is sent
+# again in a new report (bk-003, 3.2): the collector may have closed the old one.
+REOPEN_AFTER = dt.timedelta(hours=1)
+
+
+def measurement_uid(answer: object) -> str | None:
+    """The id a collector gave an appended measurement, if its answer names one (ours say
+    `measurement_uid`, OONI's example `measurement_id`; only the status is binding)."""
+    if isinstance(answer, dict):
+        for key in ("measurement_uid", "measurement_id"):
+            if isinstance(answer.get(key), str):
+                return answer[key]
+    return None
