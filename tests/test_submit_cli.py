@@ -183,3 +183,25 @@ def test_scheduled_args_settle_the_collector_and_consent_at_install(
     assert submit_cli.scheduled_args("https://c.example/", yes=True) == [
         "--submit", "--collector", "https://c.example"]
     assert upload_consent.on_record("https://c.example")["how"] == "--yes"
+
+
+def test_schedule_install_submit_puts_the_collector_in_the_scheduled_run() -> None:
+    from probe.cli import main
+
+    res = CliRunner().invoke(main, ["schedule", "install", "--every", "1h", "--scheduler",
+                                    "cron", "--submit", "--collector", "https://c.example",
+                                    "--yes", "--dry-run", "--", "--repeat", "2"])
+    assert res.exit_code == 0, res.output
+    assert "--submit --collector https://c.example --repeat 2" in res.output
+    assert upload_consent.on_record("https://c.example")
+
+
+def test_schedule_install_submit_needs_a_collector_and_collector_needs_submit() -> None:
+    from probe.cli import main
+
+    res = CliRunner().invoke(main, ["schedule", "install", "--every", "1h", "--scheduler",
+                                    "cron", "--submit", "--yes", "--dry-run"])
+    assert res.exit_code == 2 and "collector" in res.output
+    res = CliRunner().invoke(main, ["schedule", "install", "--every", "1h", "--collector",
+                                    "https://c.example", "--yes", "--dry-run"])
+    assert res.exit_code == 2 and "--collector is for --submit" in res.output

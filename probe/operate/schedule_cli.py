@@ -41,26 +41,43 @@ def schedule_group() -> None:
 @click.option("--scheduler", type=click.Choice(["auto", "cron", "systemd"]), default="auto",
               show_default=True,
               help="auto: cron where installed, else a systemd user timer.")
-@click.option("--yes", "-y", is_flag=True, help="Give consent now if none is on record.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Give consent now if none is on record (with --submit, to upload too).")
+@click.option("--submit", is_flag=True,
+              help="Every scheduled run sends itself to the collector (see `probe submit`); "
+                   "consent to upload is asked now, or given by --yes.")
+@click.option("--collector", metavar="URL",
+              help="The collector --submit sends to [default: [submit] collector in the "
+                   "config file].")
 @click.option("--dry-run", is_flag=True,
               help="Print the crontab line (or the systemd unit files) instead of installing.")
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
 def install_cmd(every: str, jitter: str | None, budget_mb: float | None,
                 daily_budget_mb: float | None, monthly_budget_mb: float | None, out: Path,
                 log_file: Path | None, minute: int | None, scheduler: str, yes: bool,
-                dry_run: bool, run_args: tuple[str, ...]) -> None:
+                submit: bool, collector: str | None, dry_run: bool,
+                run_args: tuple[str, ...]) -> None:
     """Install (or replace) the crontab entry or the systemd user timer; RUN_ARGS after
     `--` go to `probe run`.
 
     Consent must be on record (from a first `probe run` at a terminal, or --yes
     here), because nobody will be asked when cron or systemd runs the probe.
     Arguments holding control characters (a newline, ESC, ...) are refused.
+    With --submit a collector must be known and consent to upload given now.
     """
+    if collector and not submit:
+        raise click.UsageError("--collector is for --submit")
+    submit_args: list[str] = []
+    if submit:
+        from probe.collection.submit_cli import scheduled_args
+
+        submit_args = scheduled_args(collector, yes)
     plan = schedule.Plan(
         every=every, jitter=jitter, budget_mb=budget_mb, daily_budget_mb=daily_budget_mb,
         monthly_budget_mb=monthly_budget_mb, out=out,
         log_file=log_file or state_dir() / "probe.log",
-        minute=random.randrange(60) if minute is None else minute, extra_args=run_args,
+        minute=random.randrange(60) if minute is None else minute,
+        extra_args=(*submit_args, *run_args),
     )
     if scheduler == "auto":
         # cron runs whether or not the user is logged in; a user timer may not (linger).
