@@ -12,7 +12,7 @@ import pytest
 from probe.lab import running_lab
 from probe.lab.demo import run_probe, write_targets
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.root, pytest.mark.lab]
 CAP = 100_000
 SLACK = 16_000
 

@@ -17,6 +17,8 @@ import pytest
 from probe.lab import running_lab
 from tests.conftest import needs_root
 
+pytestmark = [pytest.mark.root, pytest.mark.lab]
+
 VENV_PROBE = [str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"), "-m",
               "probe"]
 LAB_NETS = ["--allow-net", "203.0.113.0/24", "--allow-net", "198.51.100.0/24",
