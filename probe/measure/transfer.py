@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from probe.records import Transfer
+
 from . import tcpinfo, tls
 from .clock import Clock
 from .failures import GENERIC_TIMEOUT, classify
@@ -407,31 +409,31 @@ class Session:
         wire_bytes = _wire_bytes(progress.wire_start, wire_end)
         arrived = _arrived(progress.bytes, reply.stopped_by, reply.failure, wire_bytes,
                            reply.header_bytes, parts.scheme == "https")
-        record = {
-            "transfer_id": ask.transfer_id,
-            "role": ask.role,
-            "url": ask.url,
-            "host": host,
-            "sni": None if parts.scheme != "https" else (host if self.sni is None else self.sni),
-            "address": end.address if end else self.backend.address,
-            "port": parts.port or (443 if parts.scheme == "https" else 80),
-            "direction": "down",
-            "method": ask.method,
-            "status_code": reply.status,
-            "content_type": reply.content_type,
-            "bytes": progress.bytes,
-            "wire_bytes": wire_bytes,
-            "t0": t0,
-            "t": t,
+        record = Transfer(
+            transfer_id=ask.transfer_id,
+            role=ask.role,
+            url=ask.url,
+            host=host,
+            sni=None if parts.scheme != "https" else (host if self.sni is None else self.sni),
+            address=end.address if end else self.backend.address,
+            port=parts.port or (443 if parts.scheme == "https" else 80),
+            direction="down",
+            method=ask.method,
+            status_code=reply.status,
+            content_type=reply.content_type,
+            bytes=progress.bytes,
+            wire_bytes=wire_bytes,
+            t0=t0,
+            t=t,
             **_timing(progress, reply.stopped_by, ended, arrived),
-            "failure": reply.failure,
-            "stopped_by": reply.stopped_by,
-            "samples": progress.samples,
-            "tcp_info": progress.tcp_info,
-            "connection_reused": (
+            failure=reply.failure,
+            stopped_by=reply.stopped_by,
+            samples=progress.samples,
+            tcp_info=progress.tcp_info,
+            connection_reused=(
                 self.backend.connections_opened == opened_before and progress.started is not None
             ),
-        }
+        ).as_dict()
         self.keys.transfers.append(record)
         return record
 
