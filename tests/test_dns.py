@@ -20,6 +20,7 @@ from probe.measure.dns import (
     pick_address,
     system_resolvers,
 )
+from probe.records import DnsQuery
 from tests.servers.doh import DohServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -383,6 +384,12 @@ def test_resolver_keys():
     assert Resolver("doh", "https://d.example/q", 443).key == "doh:https://d.example/q"
 
 
+def _blank_query() -> DnsQuery:
+    """A query record before its response is described."""
+    return DnsQuery(engine="udp", resolver_address="192.0.2.53", resolver_port=53,
+                    hostname="pbs.twimg.com", query_type="A", transport="udp", t0=0.0)
+
+
 def test_records_that_do_not_answer_the_question_are_ignored() -> None:
     """A hostile resolver adds a CH-class A record (no IP inside) and an A record of an
     unrelated name; neither is an answer, and neither may crash the measurement."""
@@ -398,16 +405,18 @@ def test_records_that_do_not_answer_the_question_are_ignored() -> None:
     response.answer.append(dns.rrset.from_text("PBS.twimg.com.", 60, "IN", "CNAME",
                                                "cdn.twimg.com."))
     response.answer.append(dns.rrset.from_text("cdn.twimg.com.", 60, "IN", "A", "192.0.2.7"))
-    record: dict = {"answers": []}
-    _describe(response, "A", record, [])
+    query_record = _blank_query()
+    _describe(response, "A", query_record, [])
+    record = query_record.as_dict()
     assert [a.get("ipv4") or a.get("hostname") for a in record["answers"]] == \
         ["cdn.twimg.com", "192.0.2.7"]
     assert record["cname_chain"] == ["cdn.twimg.com"] and record.get("failure") is None
     only_unrelated = dns.message.make_response(query)
     only_unrelated.answer.append(dns.rrset.from_text("evil.example.", 60, "IN", "A",
                                                      "198.51.100.66"))
-    record = {"answers": []}
-    _describe(only_unrelated, "A", record, [])
+    query_record = _blank_query()
+    _describe(only_unrelated, "A", query_record, [])
+    record = query_record.as_dict()
     assert record["answers"] == [] and record["failure"] == "dns_no_answer"
 
 

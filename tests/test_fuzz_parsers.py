@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from probe import targets
 from probe.measure.dns import _describe
+from probe.records import DnsQuery
 
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -101,8 +102,9 @@ def test_fuzz_dns_answer_description(wire: bytes, qtype: str) -> None:
         response = dns.message.from_wire(wire)
     except dns.exception.DNSException:
         return
-    record: dict = {"answers": [], "cname_chain": [], "bogons": [], "rcode": None,
-                    "failure": None}
-    _describe(response, qtype, record, [])
+    query = DnsQuery(engine="udp", resolver_address="192.0.2.53", resolver_port=53,
+                     hostname="x.example", query_type=qtype, transport="udp", t0=0.0)
+    _describe(response, qtype, query, [])
+    record = query.as_dict()
     assert isinstance(record["rcode"], str)
     assert all(isinstance(a.get("ttl"), int) for a in record["answers"])

@@ -44,10 +44,10 @@ def _handshake(port: int, name: str | None, ca_bundle: Path, timeout: float = 5.
     clock = Clock()
     sock = socket.create_connection(("127.0.0.1", port))
     ctx = tls.make_context(ca_bundle)
-    record, tls_sock = _STRATEGY(sock, name, ctx, timeout, clock, "127.0.0.1", port)
+    handshake, tls_sock = _STRATEGY(sock, name, ctx, timeout, clock, "127.0.0.1", port)
     if tls_sock is not None:
         tls_sock.close()
-    return record, tls_sock, ctx
+    return handshake.as_dict(), tls_sock, ctx
 
 
 def test_verified_handshake_record(good: TestServer, ca_bundle: Path) -> None:
@@ -153,7 +153,8 @@ def test_server_closing_during_handshake(ca_bundle: Path) -> None:
         server, _ = listener.accept()
         server.close()  # FIN before any ServerHello
         ctx = tls.make_context(ca_bundle)
-        record, conn = _STRATEGY(client, NAME, ctx, 2.0, Clock(), "127.0.0.1", port)
+        handshake, conn = _STRATEGY(client, NAME, ctx, 2.0, Clock(), "127.0.0.1", port)
+    record = handshake.as_dict()
     assert conn is None
     assert record["failure"] in ("eof_error", "connection_reset")
     assert record["handshake_ms"] < 1500  # noticed at once, not by the timeout

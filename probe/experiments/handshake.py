@@ -20,6 +20,7 @@ from pathlib import Path
 from probe.measure import tcpinfo, tls
 from probe.measure.clock import Clock
 from probe.measure.failures import SSL_INVALID_HOSTNAME
+from probe.records import TlsHandshake
 
 from . import clienthello
 
@@ -85,28 +86,29 @@ class ServerCertHandshake:
     def __call__(
         self, sock: socket.socket, server_name: str | None, context: ssl.SSLContext,
         timeout: float, clock: Clock, address: str, port: int,
-    ) -> tuple[dict, tls.BioChannel | None]:
+    ) -> tuple[TlsHandshake, tls.BioChannel | None]:
         record, channel = tls.handshake_bio(
             sock, server_name, self.context, timeout, clock, address, port, channel=self.channel
         )
-        record["clienthello_shape"] = self.shape or "whole"
-        record["checked_name"] = self.server_host
-        record["name_matched"] = None
-        record["hostname_checked"] = False
+        record.clienthello_shape = self.shape or "whole"
+        record.checked_name = self.server_host
+        record.name_matched = None
+        record.hostname_checked = False
         if channel is None:
             return record, None
         cert = channel.sslobj.getpeercert() or {}
         if matches_host(cert, self.server_host):
-            record["name_matched"] = "server"
+            record.name_matched = "server"
         elif server_name and matches_host(cert, server_name):
-            record["name_matched"] = "sni"
+            record.name_matched = "sni"
         else:
-            record.update(failure=SSL_INVALID_HOSTNAME, verified=False,
-                          verify_error=f"certificate is valid neither for the server "
-                                       f"{self.server_host!r} nor for the SNI {server_name!r}")
+            record.failure = SSL_INVALID_HOSTNAME
+            record.verified = False
+            record.verify_error = (f"certificate is valid neither for the server "
+                                   f"{self.server_host!r} nor for the SNI {server_name!r}")
             channel.close()
             return record, None
-        record["hostname_checked"] = True
+        record.hostname_checked = True
         return record, channel
 
 

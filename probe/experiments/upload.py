@@ -26,6 +26,7 @@ from probe.measure.keys import TestKeys
 from probe.measure.netbackend import MeasuredConnectError, ProbeBackend, ProbeStream
 from probe.measure.transfer import Limits, StopWhen
 from probe.measurement import MeasureContext, Measurement, first_failure
+from probe.records import Transfer
 from probe.targets import Target
 
 from .base import Server, capped
@@ -235,7 +236,8 @@ def _parse(answer: bytes) -> tuple[int | None, dict | None]:
 def _record(url: str, host: str, sni: str, stream: ProbeStream, transfer_id: str, t0: float,
             t: float, sent: int, acked: _Acked, stopped_by: str, failure: str | None,
             status: int | None, server: dict | None) -> dict:
-    """A transfer record shaped like Session.fetch's, with the server's view added.
+    """The transfer record, of Session.fetch's type, with the upload's fields and the
+    server's view added.
 
     `bytes` is the server's count when it answered, else the acknowledged bytes
     (capped at what was written); the rate comes from the server's timing when
@@ -250,15 +252,15 @@ def _record(url: str, host: str, sni: str, stream: ProbeStream, transfer_id: str
     goodput = server.get("goodput_kbps") if server else None
     if goodput is None and duration:
         goodput = round(moved * 8 / 1000 / duration, 3)
-    return {
-        "transfer_id": transfer_id, "role": "experiment", "url": url, "host": host,
-        "sni": sni, "address": stream.address, "port": stream.port, "direction": "up",
-        "method": "POST", "status_code": status, "content_type": "application/json",
-        "bytes": moved, "bytes_written": sent, "wire_bytes": int(last_b), "t0": t0, "t": t,
-        "duration_s": duration, "ttfb_ms": None,
-        "last_byte_ms": last_t if acked.samples else None, "goodput_kbps": goodput,
-        "failure": failure, "stopped_by": stopped_by,
-        "samples": acked.samples, "samples_count": "bytes_acked",
-        "tcp_info": acked.tcp_info, "connection_reused": False,
-        "server_upload": server,
-    }
+    return Transfer(
+        transfer_id=transfer_id, role="experiment", url=url, host=host, sni=sni,
+        address=stream.address, port=stream.port, direction="up", method="POST",
+        status_code=status, content_type="application/json",
+        bytes=moved, bytes_written=sent, wire_bytes=int(last_b), t0=t0, t=t,
+        duration_s=duration, ttfb_ms=None,
+        last_byte_ms=last_t if acked.samples else None, goodput_kbps=goodput,
+        failure=failure, stopped_by=stopped_by,
+        samples=acked.samples, samples_count="bytes_acked",
+        tcp_info=acked.tcp_info, connection_reused=False,
+        server_upload=server,
+    ).as_dict()

@@ -32,6 +32,8 @@ import dns.rdataclass
 import dns.rdatatype
 import httpx
 
+from probe.records import ABSENT, DnsQuery
+
 from .clock import Clock
 from .failures import (
     DNS_NO_ANSWER,
@@ -184,8 +186,8 @@ def measure(
         ]
         records = [f.result() for f in futures]
     for number, record in enumerate(records, start=1):
-        record["transaction_id"] = number
-    return records
+        record.transaction_id = number
+    return [record.as_dict() for record in records]
 
 
 def _query(
@@ -196,28 +198,23 @@ def _query(
     timeout: float,
     ca_bundle: Path | None,
     allow_nets: Sequence[str],
-) -> dict:
-    record: dict = {
-        "engine": resolver.engine,
-        "resolver_address": resolver.address,
-        "resolver_port": _port_of(resolver),
-        "hostname": hostname,
-        "query_type": qtype,
-        "transport": "https" if resolver.engine == "doh" else "udp",
-        "answers": [],
-        "cname_chain": [],
-        "bogons": [],
-        "rcode": None,
-        "failure": None,
-        "t0": clock.now(),
-    }
+) -> DnsQuery:
+    record = DnsQuery(
+        engine=resolver.engine,
+        resolver_address=resolver.address,
+        resolver_port=_port_of(resolver),
+        hostname=hostname,
+        query_type=qtype,
+        transport="https" if resolver.engine == "doh" else "udp",
+        t0=clock.now(),
+    )
     started = time.monotonic()
     try:
         query = dns.message.make_query(hostname, qtype, use_edns=0, payload=EDNS_PAYLOAD)
     except Exception as exc:  # a name that cannot be asked (label > 63 octets, bad qtype)
-        record["failure"] = classify(exc)
-        record["t"] = clock.now()
-        record["latency_ms"] = 0.0
+        record.failure = classify(exc)
+        record.t = clock.now()
+        record.latency_ms = 0.0
         return record
     try:
         if resolver.engine == "doh":
@@ -225,11 +222,11 @@ def _query(
         else:
             response = _udp_then_tcp(query, resolver, timeout, started, record)
     except Exception as exc:  # any network fault is a result, never a crash
-        record["failure"] = _failure(exc)
+        record.failure = _failure(exc)
     else:
         _describe(response, qtype, record, allow_nets)
-    record["t"] = clock.now()
-    record["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
+    record.t = clock.now()
+    record.latency_ms = round((time.monotonic() - started) * 1000, 3)
     return record
 
 
@@ -244,7 +241,8 @@ def _port_of(resolver: Resolver) -> int:
 
 
 def _udp_then_tcp(
-    query: dns.message.Message, resolver: Resolver, timeout: float, started: float, record: dict
+    query: dns.message.Message, resolver: Resolver, timeout: float, started: float,
+    record: DnsQuery,
 ) -> dns.message.Message:
     """UDP on a connected socket (so ICMP port-unreachable reads as connection_refused),
     the query sent again after 1 s, then 2 s, ... within `timeout` as stub resolvers do
@@ -257,7 +255,7 @@ def _udp_then_tcp(
         sock.setblocking(False)
         sock.connect(_sockaddr(family, address, resolver.port))
         while True:
-            record["attempts"] = record.get("attempts", 0) + 1
+            record.attempts = (0 if record.attempts is ABSENT else record.attempts) + 1
             remaining = timeout - (time.monotonic() - started)
             try:
                 response = dns.query.udp(query, address, timeout=min(wait, remaining),
@@ -268,7 +266,7 @@ def _udp_then_tcp(
                     raise
                 wait *= 2
     if response.flags & dns.flags.TC:
-        record["transport"] = "tcp"
+        record.transport = "tcp"
         remaining = timeout - (time.monotonic() - started)
         if remaining <= 0:
             raise dns.exception.Timeout
@@ -328,11 +326,11 @@ def _failure(exc: BaseException) -> str:
 
 
 def _describe(
-    response: dns.message.Message, qtype: str, record: dict, allow_nets: Sequence[str]
+    response: dns.message.Message, qtype: str, record: DnsQuery, allow_nets: Sequence[str]
 ) -> None:
     """Fill answers, rcode, CNAME chain, bogons and the df-007 failure from a response."""
     rcode = dns.rcode.to_text(response.rcode())
-    record["rcode"] = rcode
+    record.rcode = rcode
     wanted = dns.rdatatype.from_text(qtype)
     found = False
     chain = _cname_chain(response)
@@ -353,16 +351,16 @@ def _describe(
             else:
                 continue
             entry["ttl"] = rrset.ttl
-            record["answers"].append(entry)
+            record.answers.append(entry)
         found = found or rrset.rdtype == wanted
-    record["cname_chain"] = chain
-    record["bogons"] = [ip for ip in _ips(record) if is_bogon(ip, allow_nets)]
+    record.cname_chain = chain
+    record.bogons = [ip for ip in _ips(record.answers) if is_bogon(ip, allow_nets)]
     if rcode not in _RCODE_FAILURES:
-        record["failure"] = MISBEHAVING
+        record.failure = MISBEHAVING
     elif rcode != "NOERROR":
-        record["failure"] = _RCODE_FAILURES[rcode]
+        record.failure = _RCODE_FAILURES[rcode]
     elif not found:
-        record["failure"] = NO_ANSWER
+        record.failure = NO_ANSWER
 
 
 def _cname_chain(response: dns.message.Message) -> list[str]:
@@ -382,9 +380,9 @@ def _cname_chain(response: dns.message.Message) -> list[str]:
     return chain
 
 
-def _ips(record: dict) -> list[str]:
-    """The A and AAAA addresses of a query record, in answer order."""
-    return [a.get("ipv4") or a["ipv6"] for a in record["answers"] if a["answer_type"] != "CNAME"]
+def _ips(answers: list[dict]) -> list[str]:
+    """The A and AAAA addresses among a query's answers, in answer order."""
+    return [a.get("ipv4") or a["ipv6"] for a in answers if a["answer_type"] != "CNAME"]
 
 
 def _text(name: dns.name.Name) -> str:
@@ -405,7 +403,7 @@ def consistency(queries: list[dict], allow_nets: Sequence[str] = ()) -> dict:
     outcomes: dict[str, dict[str, object]] = {}
     for q in queries:
         key = Resolver(q["engine"], q["resolver_address"], q["resolver_port"]).key
-        ips = _ips(q)
+        ips = _ips(q["answers"])
         listed = by_resolver.setdefault(key, [])
         listed.extend(ip for ip in ips if ip not in listed)
         bogons.extend(ip for ip in ips if is_bogon(ip, allow_nets) and ip not in bogons)

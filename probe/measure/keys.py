@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 class TestKeys:
     """OONI-style record lists for one measurement (df-001/002/005/006/008) plus transfers.
 
-    Each step appends plain JSON-able dicts; the shapes are documented in
-    docs/data-format.md. `transfers` is ours: one entry per HTTP transfer with
-    its throughput time series and TCP_INFO snapshots.
+    Each step appends plain JSON-able dicts; a DNS query, TCP connect, TLS
+    handshake and transfer are built as the types of probe/records.py and filed
+    as their `as_dict()`. The shapes are documented in docs/data-format.md.
+    `transfers` is ours: one entry per HTTP transfer with its throughput time
+    series and TCP_INFO snapshots.
     """
 
     __test__ = False  # not a pytest test class

@@ -22,6 +22,8 @@ from typing import Protocol
 
 import httpcore
 
+from probe.records import TlsHandshake
+
 from . import tcp, tcpinfo, tls
 from .clock import Clock
 from .failures import DNS_NXDOMAIN
@@ -59,7 +61,7 @@ class HandshakeStrategy(Protocol):
         clock: Clock,
         address: str,
         port: int,
-    ) -> tuple[dict, TLSChannel | None]: ...
+    ) -> tuple[TlsHandshake, TLSChannel | None]: ...
 
 
 class MeasuredConnectError(httpcore.ConnectError):
@@ -232,15 +234,15 @@ class ProbeBackend(httpcore.NetworkBackend):
         if address is None:
             raise MeasuredConnectError(DNS_NXDOMAIN)
         record, sock = tcp.connect(address, port, timeout or 10.0, self.clock)
-        record["transfer_id"] = self.transfer_id
-        self.keys.tcp_connect.append(record)
+        record.transfer_id = self.transfer_id
+        self.keys.tcp_connect.append(record.as_dict())
+        failure = record.status["failure"]
         self.on_event({
             "operation": "connect", "address": _join(address, port),
-            "failure": record["status"]["failure"], "t": record["t"],
-            "transfer_id": self.transfer_id,
+            "failure": failure, "t": record.t, "transfer_id": self.transfer_id,
         })
         if sock is None:
-            raise MeasuredConnectError(record["status"]["failure"])
+            raise MeasuredConnectError(failure)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self.connections_opened += 1
@@ -263,14 +265,14 @@ class ProbeBackend(httpcore.NetworkBackend):
         record, channel = self.handshake(
             raw, name or None, context, timeout or 10.0, self.clock, stream.address, stream.port
         )
-        record["transfer_id"] = self.transfer_id
-        self.keys.tls_handshakes.append(record)
+        record.transfer_id = self.transfer_id
+        self.keys.tls_handshakes.append(record.as_dict())
         self.on_event({
-            "operation": "tls_handshake_done", "failure": record["failure"], "t": record["t"],
+            "operation": "tls_handshake_done", "failure": record.failure, "t": record.t,
             "transfer_id": self.transfer_id,
         })
         if channel is None:
-            raise MeasuredConnectError(record["failure"] or "ssl_failed_handshake")
+            raise MeasuredConnectError(record.failure or "ssl_failed_handshake")
         # ssl.wrap_socket detaches the plain socket; the TLS socket then owns the fd.
         holder = raw if raw.fileno() != -1 else typing.cast(socket.socket, channel)
         tls_stream = ProbeStream(self, holder, channel, stream.address, stream.port, is_tls=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import socket
 import time
 
+from probe.records import TcpConnect
+
 from .clock import Clock
 from .failures import classify
 
 
 def connect(
     address: str, port: int, timeout: float, clock: Clock
-) -> tuple[dict, socket.socket | None]:
+) -> tuple[TcpConnect, socket.socket | None]:
     """Open a TCP connection and describe it; the socket is None on failure.
 
     The record is a df-005 entry plus `latency_ms`; failures are df-007 strings.
@@ -28,12 +30,12 @@ def connect(
         failure = classify(exc)
         sock.close()
     latency_ms = round((time.monotonic() - started) * 1000, 3)
-    record = {
-        "ip": address,
-        "port": port,
-        "status": {"success": failure is None, "failure": failure, "blocked": None},
-        "t0": t0,
-        "t": clock.now(),
-        "latency_ms": latency_ms,
-    }
+    record = TcpConnect(
+        ip=address,
+        port=port,
+        status={"success": failure is None, "failure": failure, "blocked": None},
+        t0=t0,
+        t=clock.now(),
+        latency_ms=latency_ms,
+    )
     return record, (None if failure else sock)

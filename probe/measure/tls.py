@@ -24,6 +24,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from probe.records import TlsHandshake
+
 from . import tcp
 from .clock import Clock
 from .failures import (
@@ -63,7 +65,7 @@ def handshake(
     clock: Clock,
     address: str,
     port: int,
-) -> tuple[dict, ssl.SSLSocket | None]:
+) -> tuple[TlsHandshake, ssl.SSLSocket | None]:
     """Run a verified TLS handshake on a connected socket; the TLS socket is None on failure.
 
     `server_name` is the SNI to send; None or "" sends no SNI, in which case
@@ -82,7 +84,7 @@ def handshake_bio(
     address: str,
     port: int,
     channel: type[BioChannel] | None = None,
-) -> tuple[dict, BioChannel | None]:
+) -> tuple[TlsHandshake, BioChannel | None]:
     """`handshake`, but TLS runs over memory BIOs and we do the socket I/O.
 
     Same record, different plumbing: a transfer then reads the socket in large
@@ -103,7 +105,7 @@ def _measure(
     clock: Clock,
     address: str,
     port: int,
-) -> tuple[dict, _T | None]:
+) -> tuple[TlsHandshake, _T | None]:
     """Time the handshake `start` does, describe it, keep evidence if verification fails."""
     sni = server_name or None
     record = _new_record(address, port, sni, clock.now())
@@ -113,19 +115,19 @@ def _measure(
         conn = start(context, sock, sni, timeout)
     except OSError as exc:  # (before ValueError: a certificate error is both)
         # With OP_IGNORE_UNEXPECTED_EOF a FIN mid-handshake is a "zero return": an EOF.
-        record["failure"] = EOF_ERROR if isinstance(exc, ssl.SSLZeroReturnError) else classify(exc)
+        record.failure = EOF_ERROR if isinstance(exc, ssl.SSLZeroReturnError) else classify(exc)
         if isinstance(exc, ssl.SSLCertVerificationError):
-            record["verify_error"] = f"{exc.verify_message} (verify code {exc.verify_code})"
+            record.verify_error = f"{exc.verify_message} (verify code {exc.verify_code})"
         sock.close()
     except ValueError:  # a name TLS cannot send (UnicodeError from IDNA encoding)
-        record["failure"] = SSL_FAILED_HANDSHAKE
+        record.failure = SSL_FAILED_HANDSHAKE
         sock.close()
-    record["handshake_ms"] = round((time.monotonic() - started) * 1000, 3)
-    record["t"] = clock.now()
+    record.handshake_ms = round((time.monotonic() - started) * 1000, 3)
+    record.t = clock.now()
     if conn is not None:
         _describe_session(record, conn, verified_chain=True)
-        record["verified"] = True
-    elif record["failure"] in _VERIFY_FAILURES:
+        record.verified = True
+    elif record.failure in _VERIFY_FAILURES:
         _capture_unverified(record, sni, timeout, clock, address, port)
     return record, conn
 
@@ -284,43 +286,32 @@ def wrap(
         return make(sni)
 
 
-def _new_record(address: str, port: int, sni: str | None, t0: float) -> dict:
+def _new_record(address: str, port: int, sni: str | None, t0: float) -> TlsHandshake:
     host = f"[{address}]" if ":" in address else address
-    return {
-        "address": f"{host}:{port}",
-        "server_name": sni or "",
-        "sni_sent": sni is not None and not _is_ip(sni),  # TLS never sends an IP as SNI
-        "hostname_checked": sni is not None,
-        "t0": t0,
-        "t": t0,
-        "failure": None,
-        "tls_version": None,
-        "cipher_suite": None,
-        "negotiated_protocol": None,
-        "peer_certificates": [],
-        "no_tls_verify": False,
-        "handshake_ms": None,
-        "verified": False,
-        "verify_error": None,
-        "certificates": [],
-        "chain_from_unverified_retry": False,
-    }
+    return TlsHandshake(
+        address=f"{host}:{port}",
+        server_name=sni or "",
+        sni_sent=sni is not None and not _is_ip(sni),  # TLS never sends an IP as SNI
+        hostname_checked=sni is not None,
+        t0=t0,
+        t=t0,
+    )
 
 
-def _describe_session(record: dict, conn: typing.Any, verified_chain: bool) -> None:
+def _describe_session(record: TlsHandshake, conn: typing.Any, verified_chain: bool) -> None:
     """Fill version, cipher, ALPN and both chains from a completed handshake."""
     tls_sock = conn.sslobj if isinstance(conn, BioChannel) else conn
-    record["tls_version"] = tls_sock.version()
+    record.tls_version = tls_sock.version()
     cipher = tls_sock.cipher()
-    record["cipher_suite"] = cipher[0] if cipher else None
-    record["negotiated_protocol"] = tls_sock.selected_alpn_protocol() or ""
+    record.cipher_suite = cipher[0] if cipher else None
+    record.negotiated_protocol = tls_sock.selected_alpn_protocol() or ""
     presented = _chain_der(tls_sock, verified=False)
-    record["peer_certificates"] = [
+    record.peer_certificates = [
         {"format": "base64", "data": base64.b64encode(der).decode()} for der in presented
     ]
     # The verified chain ends at the trust anchor we accepted: that names the root.
     chain = _chain_der(tls_sock, verified=True) if verified_chain else presented
-    record["certificates"] = [describe_certificate(der) for der in chain]
+    record.certificates = [describe_certificate(der) for der in chain]
 
 
 def _chain_der(tls_sock: ssl.SSLSocket | ssl.SSLObject, verified: bool) -> list[bytes]:
@@ -331,12 +322,12 @@ def _chain_der(tls_sock: ssl.SSLSocket | ssl.SSLObject, verified: bool) -> list[
 
 
 def _capture_unverified(
-    record: dict, sni: str | None, timeout: float, clock: Clock, address: str, port: int
+    record: TlsHandshake, sni: str | None, timeout: float, clock: Clock, address: str, port: int
 ) -> None:
     """One unverified handshake on a new connection, only to record the presented chain."""
     conn, sock = tcp.connect(address, port, timeout, clock)
     if sock is None:
-        record["evidence_failure"] = conn["status"]["failure"]
+        record.evidence_failure = conn.status["failure"]
         return
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -347,13 +338,13 @@ def _capture_unverified(
             presented = _chain_der(tls_sock, verified=False)
     except OSError as exc:
         sock.close()
-        record["evidence_failure"] = classify(exc)
+        record.evidence_failure = classify(exc)
         return
-    record["peer_certificates"] = [
+    record.peer_certificates = [
         {"format": "base64", "data": base64.b64encode(der).decode()} for der in presented
     ]
-    record["certificates"] = [describe_certificate(der) for der in presented]
-    record["chain_from_unverified_retry"] = True
+    record.certificates = [describe_certificate(der) for der in presented]
+    record.chain_from_unverified_retry = True
 
 
 def describe_certificate(der: bytes) -> dict:

@@ -14,12 +14,16 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+
+from probe.records import Transfer
 
 from . import tcpinfo, tls
 from .clock import Clock
@@ -47,9 +51,11 @@ class _Progress:
         self.started: float | None = None  # monotonic time the request went out
         self.headers_at: float | None = None  # response headers parsed: first response byte
         self.last_byte: float | None = None
+        self.ended: float | None = None  # the exchange was over (read done, failed or stopped)
         self.bytes = 0
         self.samples: list[list[float | int]] = []
         self.tcp_info: list[dict] = []
+        self.wire_start: dict[str, int] = {}  # TCP_INFO as the request went out
         self.stop_reason: str | None = None
         self.callback_error: Exception | None = None
         self.stream: ProbeStream | None = None
@@ -72,6 +78,127 @@ class _Progress:
 
     def past_deadline(self) -> bool:
         return self.started is not None and time.monotonic() - self.started >= self.deadline_s
+
+
+@dataclass
+class _Reply:
+    """What came back of one request: the response head, and how and why its body ended."""
+
+    status: int | None = None
+    content_type: str | None = None
+    headers: list[list[str]] = field(default_factory=list)  # the KEY_HEADERS present
+    header_bytes: int = 0
+    body_length: int = 0
+    stopped_by: str = "complete"
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One fetch as asked: what the record says about the request, whatever came back."""
+
+    transfer_id: str
+    url: str
+    method: str
+    role: str
+    byte_range: tuple[int, int] | None  # the caller's
+    sent_range: tuple[int, int] | None  # the caller's cut to the byte cap
+    max_bytes: int
+
+
+class _Transport(httpx.BaseTransport):
+    """httpx's HTTPTransport, over a connection pool that dials through our backend.
+
+    httpx has no public hook for a network backend, so this transport owns an
+    httpcore pool built with ours and does what HTTPTransport does around it:
+    httpcore's request and response in httpx's types, its errors as httpx's.
+    """
+
+    def __init__(self, backend: ProbeBackend, ssl_context: ssl.SSLContext) -> None:
+        self.pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=1,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = self.pool.handle_request(core_request)
+        assert isinstance(response.stream, Iterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _ResponseStream(httpx.SyncByteStream):
+    """An httpcore body as httpx reads it: a failed read raises httpx's error."""
+
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+# httpcore's errors and httpx's names for them, as httpx's own transport maps them.
+_HTTPX_ERRORS: dict[type[Exception], type[httpx.HTTPError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """Raise an httpcore error as the most specific httpx error, the original as its cause
+    (the failure names read the cause: a MeasuredConnectError's df-007 string)."""
+    try:
+        yield
+    except Exception as exc:
+        mapped: type[httpx.HTTPError] | None = None
+        for source, target in _HTTPX_ERRORS.items():
+            if isinstance(exc, source) and (mapped is None or issubclass(target, mapped)):
+                mapped = target
+        if mapped is None:
+            raise
+        raise mapped(str(exc)) from exc
 
 
 class Session:
@@ -100,23 +227,13 @@ class Session:
         self.sni = sni
         self._count = 0
         self.backend = ProbeBackend(keys, clock, address=address, sni=sni, handshake=handshake)
-        transport = httpx.HTTPTransport(retries=0)
-        # httpx has no public hook for a network backend: swap in a pool that uses ours.
-        transport._pool = httpcore.ConnectionPool(  # noqa: SLF001
-            ssl_context=ssl_context,
-            max_connections=1,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=self.backend,
-        )
         timeout = httpx.Timeout(
             connect=limits.connect_timeout, read=limits.read_timeout,
             write=limits.read_timeout, pool=limits.connect_timeout,
         )
         self.client = httpx.Client(
-            transport=transport, timeout=timeout, follow_redirects=False,
-            headers={"Accept-Encoding": "identity"},
+            transport=_Transport(self.backend, ssl_context), timeout=timeout,
+            follow_redirects=False, headers={"Accept-Encoding": "identity"},
         )
 
     def __enter__(self) -> Session:
@@ -156,86 +273,171 @@ class Session:
         throttle arrive once a second, too coarse to settle a rate in seconds.
         """
         self._count += 1
-        transfer_id = f"{self.prefix}-{self._count}"
         max_bytes = self.limits.max_bytes if max_bytes is None else max_bytes
-        max_seconds = self.limits.max_seconds if max_seconds is None else max_seconds
-        progress = _Progress(max_seconds)
+        ask = _Ask(
+            transfer_id=f"{self.prefix}-{self._count}", url=url, method=method, role=role,
+            byte_range=byte_range, max_bytes=max_bytes,
+            sent_range=_capped_range(byte_range, max_bytes) if method == "GET" else byte_range,
+        )
+        progress = _Progress(self.limits.max_seconds if max_seconds is None else max_seconds)
         opened_before = self.backend.connections_opened
-        self.backend.transfer_id = transfer_id
-        wire_start: dict[str, int] = {}
+        self.backend.transfer_id = ask.transfer_id
+        request = self._request(ask, headers, progress)
+        t0 = self.clock.now()
+        self.keys.network_events.append(
+            {"operation": "http_transaction_start", "t": t0, "transfer_id": ask.transfer_id}
+        )
+        reply = _Reply()
+        with self._sampling(progress, ask.transfer_id, stop_when):
+            try:
+                response = self._send(request, progress, reply)
+                self._read(response, ask, progress, reply, sink)
+            except (httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
+                reply.stopped_by, reply.failure = _outcome(exc, progress)
+        return self._record(ask, request, reply, progress, t0, opened_before)
+
+    def _request(self, ask: _Ask, headers: dict | None, progress: _Progress) -> httpx.Request:
+        """The request, with a trace hook: the clock of the transfer (and the baseline of its
+        wire series) starts as the request headers go out, after any connect and handshake,
+        so a new connection's setup is not counted in a rate."""
 
         def trace(name: str, info: dict) -> None:
             if name == "http11.send_request_headers.started":
                 progress.stream = self.backend.current
                 if progress.stream is not None:
-                    wire_start.update(tcpinfo.read(progress.stream.raw) or {})
-                if wire_start:  # the baseline of the wire series, at t = 0
+                    progress.wire_start.update(tcpinfo.read(progress.stream.raw) or {})
+                if progress.wire_start:  # the baseline of the wire series, at t = 0
                     progress.tcp_info.append(
-                        {"t_ms": 0.0, **tcpinfo.summary(wire_start), "wire_bytes": 0})
+                        {"t_ms": 0.0, **tcpinfo.summary(progress.wire_start), "wire_bytes": 0})
                 progress.started = time.monotonic()
 
         req_headers = dict(headers or {})
-        sent_range = _capped_range(byte_range, max_bytes) if method == "GET" else byte_range
-        if sent_range is not None:
-            req_headers["Range"] = f"bytes={sent_range[0]}-{sent_range[1]}"
-        request = self.client.build_request(
-            method, url, headers=req_headers, extensions={"trace": trace}
+        if ask.sent_range is not None:
+            req_headers["Range"] = f"bytes={ask.sent_range[0]}-{ask.sent_range[1]}"
+        return self.client.build_request(
+            ask.method, ask.url, headers=req_headers, extensions={"trace": trace}
         )
-        t0 = self.clock.now()
-        self.keys.network_events.append(
-            {"operation": "http_transaction_start", "t": t0, "transfer_id": transfer_id}
-        )
+
+    @contextmanager
+    def _sampling(
+        self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None
+    ) -> Iterator[None]:
+        """Tick the sampler for as long as the exchange lasts (it may stop the exchange);
+        note when the exchange ended, before the sampler's last tick is waited for."""
         sampler = threading.Thread(
-            target=self._sample, args=(progress, transfer_id, stop_when, wire_start),
-            daemon=True
+            target=self._sample, args=(progress, transfer_id, stop_when), daemon=True
         )
         sampler.start()
-        status: int | None = None
-        content_type: str | None = None
-        resp_headers: list[list[str]] = []
-        failure: str | None = None
-        stopped_by = "complete"
-        body_length = 0
-        header_bytes = 0
         try:
-            response = self.client.send(request, stream=True)
-            header_bytes = _header_bytes(response)
-            progress.headers_at = time.monotonic()
-            status = response.status_code
-            content_type = response.headers.get("content-type")
-            resp_headers = [[k, v] for k, v in response.headers.items() if k in KEY_HEADERS]
-            stream = response.extensions.get("network_stream")
-            if isinstance(stream, ProbeStream):
-                progress.stream = stream
-            try:
-                stopped_by, body_length = self._read_body(
-                    response, progress, max_bytes, sink
-                )
-            finally:
-                response.close()
-            if stopped_by == progress.stop_reason:
-                stopped_by, failure = _stopped(progress)
-            elif stopped_by == "complete" and status == 206 and _cut_by_cap(
-                    byte_range, sent_range, response.headers.get("content-range")):
-                stopped_by = "max_bytes"
-        except (httpx.HTTPError, httpcore.ProtocolError, OSError) as exc:
-            stopped_by, failure = _outcome(exc, progress)
+            yield
         finally:
-            ended = time.monotonic()
+            progress.ended = time.monotonic()
             progress.done.set()
             sampler.join()
+
+    def _send(self, request: httpx.Request, progress: _Progress, reply: _Reply) -> httpx.Response:
+        """Send the request and keep the response head; the body is left to `_read`, so the
+        bounds apply to it as it streams in."""
+        response = self.client.send(request, stream=True)
+        reply.header_bytes = _header_bytes(response)
+        progress.headers_at = time.monotonic()
+        reply.status = response.status_code
+        reply.content_type = response.headers.get("content-type")
+        reply.headers = [[k, v] for k, v in response.headers.items() if k in KEY_HEADERS]
+        stream = response.extensions.get("network_stream")
+        if isinstance(stream, ProbeStream):
+            progress.stream = stream
+        return response
+
+    def _read(
+        self, response: httpx.Response, ask: _Ask, progress: _Progress, reply: _Reply,
+        sink: Callable[[bytes], None] | None,
+    ) -> None:
+        """Read the body under the bounds, then say why it ended: our own stop (however the
+        read saw it), or a 206 the byte cap cut, which the cap ended, not the object."""
+        try:
+            reply.stopped_by, reply.body_length = self._read_body(
+                response, progress, ask.max_bytes, sink
+            )
+        finally:
+            response.close()
+        if reply.stopped_by == progress.stop_reason:
+            reply.stopped_by, reply.failure = _stopped(progress)
+        elif reply.stopped_by == "complete" and reply.status == 206 and _cut_by_cap(
+                ask.byte_range, ask.sent_range, response.headers.get("content-range")):
+            reply.stopped_by = "max_bytes"
+
+    def _record(
+        self, ask: _Ask, request: httpx.Request, reply: _Reply, progress: _Progress,
+        t0: float, opened_before: int,
+    ) -> dict:
+        """Close the transfer's series and events, then describe it twice: as a df-001
+        request entry (OONI's view) and as our transfer record (the rate's view)."""
         t = self.clock.now()
+        ended = progress.ended
+        assert ended is not None  # set as the exchange closed
         end = progress.stream
         wire_end = end.final_tcp_info() if end is not None else None
+        self._close_series(progress, wire_end, ended, ask.transfer_id, t, reply.failure)
+        if progress.callback_error is not None:
+            raise progress.callback_error  # a bug in the caller's stop_when, not a network fault
+        self.keys.requests.append({
+            "request": {
+                "method": ask.method, "url": ask.url, "x_transport": "tcp",
+                "headers_list": [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw
+                ],
+            },
+            "response": None if reply.status is None else {
+                "code": reply.status, "headers_list": reply.headers,
+                "body_length": reply.body_length,
+            },
+            "failure": reply.failure, "t0": t0, "t": t, "transfer_id": ask.transfer_id,
+        })
+        parts = urlsplit(ask.url)
+        host = parts.hostname or ""
+        wire_bytes = _wire_bytes(progress.wire_start, wire_end)
+        arrived = _arrived(progress.bytes, reply.stopped_by, reply.failure, wire_bytes,
+                           reply.header_bytes, parts.scheme == "https")
+        record = Transfer(
+            transfer_id=ask.transfer_id,
+            role=ask.role,
+            url=ask.url,
+            host=host,
+            sni=None if parts.scheme != "https" else (host if self.sni is None else self.sni),
+            address=end.address if end else self.backend.address,
+            port=parts.port or (443 if parts.scheme == "https" else 80),
+            direction="down",
+            method=ask.method,
+            status_code=reply.status,
+            content_type=reply.content_type,
+            bytes=progress.bytes,
+            wire_bytes=wire_bytes,
+            t0=t0,
+            t=t,
+            **_timing(progress, reply.stopped_by, ended, arrived),
+            failure=reply.failure,
+            stopped_by=reply.stopped_by,
+            samples=progress.samples,
+            tcp_info=progress.tcp_info,
+            connection_reused=(
+                self.backend.connections_opened == opened_before and progress.started is not None
+            ),
+        ).as_dict()
+        self.keys.transfers.append(record)
+        return record
+
+    def _close_series(self, progress: _Progress, wire_end: dict[str, int] | None, ended: float,
+                      transfer_id: str, t: float, failure: str | None) -> None:
+        """The last TCP_INFO snapshot and byte count (so even a transfer shorter than one
+        tick has its totals), and the end of the transaction in the network events."""
         if wire_end and progress.started is not None:
             # A tick in flight when we stopped may be later than `ended`: keep time order.
             last = progress.tcp_info[-1]["t_ms"] if progress.tcp_info else 0.0
-            final = {"t_ms": max(_ms(ended - progress.started), last),
-                     **tcpinfo.summary(wire_end),
-                     "wire_bytes": _wire_bytes(wire_start, wire_end)}
-            progress.tcp_info.append(final)
+            progress.tcp_info.append({"t_ms": max(_ms(ended - progress.started), last),
+                                      **tcpinfo.summary(wire_end),
+                                      "wire_bytes": _wire_bytes(progress.wire_start, wire_end)})
         if progress.started is not None:
-            # The last count, so even a transfer shorter than one tick has its total.
             self.keys.network_events.append({
                 "operation": "bytes_received_cumulative", "num_bytes": progress.bytes,
                 "t": t, "transfer_id": transfer_id,
@@ -244,52 +446,6 @@ class Session:
             "operation": "http_transaction_done", "t": t, "transfer_id": transfer_id,
             "failure": failure,
         })
-        if progress.callback_error is not None:
-            raise progress.callback_error  # a bug in the caller's stop_when, not a network fault
-        self.keys.requests.append({
-            "request": {
-                "method": method, "url": url, "x_transport": "tcp",
-                "headers_list": [
-                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw
-                ],
-            },
-            "response": None if status is None else {
-                "code": status, "headers_list": resp_headers, "body_length": body_length,
-            },
-            "failure": failure, "t0": t0, "t": t, "transfer_id": transfer_id,
-        })
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        record = {
-            "transfer_id": transfer_id,
-            "role": role,
-            "url": url,
-            "host": host,
-            "sni": None if parts.scheme != "https" else (host if self.sni is None else self.sni),
-            "address": end.address if end else self.backend.address,
-            "port": parts.port or (443 if parts.scheme == "https" else 80),
-            "direction": "down",
-            "method": method,
-            "status_code": status,
-            "content_type": content_type,
-            "bytes": progress.bytes,
-            "wire_bytes": _wire_bytes(wire_start, wire_end),
-            "t0": t0,
-            "t": t,
-            **_timing(progress, stopped_by, ended,
-                      _arrived(progress.bytes, stopped_by, failure,
-                               _wire_bytes(wire_start, wire_end), header_bytes,
-                               parts.scheme == "https")),
-            "failure": failure,
-            "stopped_by": stopped_by,
-            "samples": progress.samples,
-            "tcp_info": progress.tcp_info,
-            "connection_reused": (
-                self.backend.connections_opened == opened_before and progress.started is not None
-            ),
-        }
-        self.keys.transfers.append(record)
-        return record
 
     def _read_body(
         self, response: httpx.Response, progress: _Progress, max_bytes: int,
@@ -315,10 +471,10 @@ class Session:
         # closes it: the end is ours, not the object's.
         return progress.stop_reason or "complete", received
 
-    def _sample(self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None,
-                wire_start: dict[str, int]) -> None:
+    def _sample(self, progress: _Progress, transfer_id: str, stop_when: StopWhen | None) -> None:
         """Tick every sample_interval_s: cumulative bytes, TCP_INFO, deadline, stop_when."""
         wire_key = "bytes_received"
+        wire_start = progress.wire_start
         wire: list[tuple[float, int]] = []
         interval = self.limits.sample_interval_s
         next_tick = time.monotonic() + interval
