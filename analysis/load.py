@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from probe.results import csvs, jsonl
+from probe.results import csvs, identity, jsonl
 from probe.results.jsonl import MAX_LINE_BYTES, OnSkip, Skip
 from probe.results.schema import FILES, Column
 
@@ -379,12 +379,14 @@ def _measurement_rows(folder: Path, on_skip: OnSkip) -> list[dict]:
 
 
 def _measurement_row(m: dict) -> dict:
-    target = m.get("target") or {}
+    target = identity.target(m) or {}
     keys = m.get("test_keys") or {}
     return {
-        "run_id": m.get("run_id"), "measurement_id": m.get("measurement_id"),
+        "run_id": identity.field(m, "run_id"),
+        "measurement_id": identity.field(m, "measurement_id"),
         "measurement_start_time": m.get("measurement_start_time"),
-        "repetition": m.get("repetition"), "experiment": m.get("experiment"),
+        "repetition": identity.field(m, "repetition"),
+        "experiment": identity.field(m, "experiment"),
         "target": target.get("name"), "family": target.get("family"),
         "kind": target.get("kind"), "url": target.get("url"),
         "host": target.get("host"), "sni": target.get("sni"),
@@ -397,9 +399,9 @@ def _envelope(line: str) -> dict | str:
     """The envelope and the final test keys of one JSON line, without parsing the samples,
     or why the line is not JSON.
 
-    The runner writes `test_keys` last and, inside it, `address`, `dns_consistency`
-    and `failure` after the bulky lists; anything else is parsed whole (also when
-    the tail found this way does not parse).
+    The runner writes `test_keys` last and, inside it, `address`, `dns_consistency`,
+    `failure` and `target` after the bulky lists; anything else is parsed whole (also
+    when the tail found this way does not parse).
     """
     head_end = line.find(',"test_keys":')
     tail_start = line.rfind('"dns_consistency":')

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from probe.escape import for_terminal
+from probe.results import identity
 
 
 class TerminalProgress:
@@ -72,17 +73,18 @@ def summary_table(measurements: list[dict], verdicts: dict[str, str] | None = No
                          overflow="ellipsis" if numeric else "fold")
     by_target: dict[str, list[dict]] = {}
     for m in measurements:
-        by_target.setdefault(m["target"]["name"], []).append(m)
+        by_target.setdefault(identity.target_field(m, "name"), []).append(m)
     for name, ms in by_target.items():
         results = [outcome(m) for m in ms]
         outcomes = sorted({r[0] for r in results})
         rates = sorted(r[1] for r in results if r[1] is not None)
         median = rates[len(rates) // 2] if rates else None
-        row = [name, ms[0]["target"]["family"], ms[0]["target"]["kind"], ", ".join(outcomes),
+        family, kind = (identity.target_field(ms[0], k) for k in ("family", "kind"))
+        row = [name, family, kind, ", ".join(outcomes),
                f"{median:,.0f}" if median is not None else "-",
                f"{sum(r[2] for r in results):,}"]
         if verdicts:
-            row.append(verdicts.get(name, "(control)" if ms[0]["target"]["family"] == "control"
+            row.append(verdicts.get(name, "(control)" if family == "control"
                                     else "-"))
         table.add_row(*(for_terminal(cell) for cell in row))
     return table

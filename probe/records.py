@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+import dns.rcode
+
 NUMBER_UNITS = frozenset({"count", "s", "ms", "us", "bytes", "segments", "kbit/s", "bit/s"})
 _UNITLESS_NUMBERS = frozenset({"port", "status_code"})
 
@@ -143,6 +145,35 @@ def _min_ttl(key: str) -> Cell:
     return get
 
 
+def _as_chosen(key: str) -> Cell:
+    """The resolver as the probe chose it (system, udp, doh): `x_engine` since results
+    format 2, where `engine` is OONI's (udp, doh); before, `engine` itself."""
+    return lambda row: row.get("x_engine") or row.get(key)
+
+
+def resolver_host(row: dict) -> Any:
+    """A query's resolver IP (or DoH URL) without the `:port` OONI's `resolver_address`
+    carries since results format 2 (`[v6]:53` loses its brackets too)."""
+    address, port = row.get("resolver_address"), row.get("resolver_port")
+    if not isinstance(address, str) or "://" in address:
+        return address
+    if port is not None and address.endswith(f":{port}") and (
+            address.startswith("[") or address.count(":") == 1):
+        address = address[: -len(f":{port}")]
+    return address.removeprefix("[").removesuffix("]")
+
+
+def rcode_text(value: Any) -> Any:
+    """A response code as its name (NOERROR, NXDOMAIN): OONI's records hold the number,
+    results of format 1 the name."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return dns.rcode.to_text(dns.rcode.Rcode.make(value))
+        except (ValueError, dns.rcode.UnknownRcode):
+            return str(value)
+    return value
+
+
 def _status(part: str) -> Callable[[str], Cell]:
     return lambda key: lambda row: (row.get(key) or {}).get(part)
 
@@ -209,8 +240,12 @@ class DnsQuery(Record):
     CSV_ORDER = ("hostname", "query_type", "engine", "resolver", "rcode", "failure", "answers",
                  "ttl_min", "cname_chain", "latency_ms", "bogons")
 
-    engine: str = columns(column("", "system (resolv.conf), udp (--resolver) or doh (--doh)"))
-    resolver_address: str = columns(column("", "resolver IP address, or DoH URL", name="resolver"))
+    engine: str = columns(column("", "system (resolv.conf), udp (--resolver) or doh (--doh)",
+                                 read=_as_chosen))  # OONI's: udp or doh
+    x_engine: str | Absent = optional()  # ours: system, udp or doh (how it was chosen)
+    resolver_address: str = columns(  # OONI's: ip:port ([ip]:port), or the DoH URL
+        column("", "resolver IP address, or DoH URL", name="resolver",
+               read=lambda _key: resolver_host))
     resolver_port: int
     hostname: str = columns(column("", "name queried"))
     query_type: str = columns(column("", "A or AAAA"))
@@ -228,8 +263,9 @@ class DnsQuery(Record):
             read=_joined),
         default_factory=list,
     )
-    rcode: str | None = columns(
-        column("", "DNS response code (NOERROR, NXDOMAIN, ...); empty without a response"),
+    rcode: int | None = columns(  # OONI's: the number (0 = NOERROR)
+        column("", "DNS response code (NOERROR, NXDOMAIN, ...); empty without a response",
+               read=lambda key: lambda row: rcode_text(row.get(key))),
         default=None)
     failure: str | None = columns(column("", _FAILURE), default=None)
     t0: float
@@ -276,7 +312,9 @@ class TlsHandshake(Record):
         column("", "OONI df-007 failure string (e.g. ssl_unknown_authority); empty on success"),
         default=None)
     tls_version: str | None = columns(column("", "negotiated version, e.g. TLSv1.3"), default=None)
-    cipher_suite: str | None = columns(column("", "negotiated cipher suite"), default=None)
+    cipher_suite: str | None = columns(
+        column("", "negotiated cipher suite, IANA's name (e.g. TLS_AES_128_GCM_SHA256)"),
+        default=None)
     negotiated_protocol: str | None = columns(column("", "negotiated ALPN protocol", name="alpn"),
                                               default=None)
     peer_certificates: list[dict] = field(default_factory=list)  # presented, base64 DER
@@ -368,3 +406,12 @@ class Transfer(Record):
     connection_reused: bool = columns(
         column("bool", "the transfer reused the previous transfer's connection"))
     server_upload: dict | None | Absent = optional()  # up: the server's own answer
+
+
+def network_event(operation: str, t: float, *, t0: float | None = None,
+                  **fields: Any) -> dict[str, Any]:
+    """One OONI df-008 network event: `t0` when the operation began (`t` for an instant),
+    `t` when it ended, over TCP (`proto`); `fields` are its address, failure, num_bytes
+    and our `transfer_id`."""
+    return {"operation": operation, **fields, "proto": "tcp",
+            "t0": t if t0 is None else t0, "t": t}

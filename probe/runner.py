@@ -16,10 +16,10 @@ from pathlib import Path
 from probe.measure import dns
 from probe.measure.limits import DNS_TIMEOUT, Limits
 from probe.measure.tls import make_context
-from probe.measurement import Experiment, ListedTarget, MeasureContext, measure
+from probe.measurement import Experiment, ListedTarget, MeasureContext, RunStamp, measure
 from probe.operate.budget import Budget, measurement_bytes
 from probe.operate.privacy import Scrubber, local_addresses
-from probe.results import csvs
+from probe.results import csvs, identity
 from probe.results import folder as run_folder
 from probe.results.folder import OutputError
 from probe.results.jsonl import JsonlWriter
@@ -106,6 +106,7 @@ class Runner:
         self.resolvers = self._resolvers()
         self.stop_reason: str | None = None
         self.folder: Path | None = None
+        self.stamp: RunStamp | None = None  # set as the run begins
         self.scrubber = Scrubber(local_addresses(), home=str(Path.home()))
         self.stop_when = None
         if config.early_stop:
@@ -162,8 +163,12 @@ class Runner:
         run_id = run_folder.new_run_id(start)
         folder = run_folder.create(self.config.out, run_id)
         self.folder = folder
+        self.stamp = RunStamp(run_id=run_id, started=start, network=self.config.network,
+                              server=self.config.server if self.config.experiments else None)
         info = run_folder.base_run_info(run_id, start)
         info.update(
+            report_id=self.stamp.report_id,
+            results_format=identity.FORMAT,
             options=self.config.as_options(),
             target_files={str(p): run_folder.file_sha256(p) for p in self.config.target_files},
             resolvers=[{"engine": r.engine, "address": r.address, "port": r.port}
@@ -204,13 +209,13 @@ class Runner:
                     log.warning("stopping before %d planned measurements: %s",
                                 tally.planned - len(tally.done), self.stop_reason)
                     break
-                self._measure_one(item, rep, run_id, writer, tally)
+                self._measure_one(item, rep, writer, tally)
 
-    def _measure_one(self, item: Experiment, rep: int, run_id: str, writer: JsonlWriter,
+    def _measure_one(self, item: Experiment, rep: int, writer: JsonlWriter,
                      tally: _Tally) -> None:
         """One measurement, scrubbed, appended to the JSONL and charged to the data budget."""
         self.observer("measuring", item)
-        measured = self.measure(item, rep, run_id)
+        measured = self.measure(item, rep)
         self.scrubber.add(local_addresses())  # one that came up meanwhile too
         m = self.scrubber.record(measured)
         try:
@@ -220,7 +225,8 @@ class Runner:
             raise tally.write_error from exc
         tally.done.append(m)
         self.config.budget.charge(measurement_bytes(m))
-        log.info("%s: %s", m["target"]["name"], m["test_keys"].get("failure") or "ok")
+        log.info("%s: %s", identity.target_field(m, "name"),
+                 m["test_keys"].get("failure") or "ok")
         self.observer("measured", m)
 
     def _finish(self, folder: Path, info: dict, tally: _Tally) -> str:
@@ -258,10 +264,11 @@ class Runner:
     def _write_info(self, folder: Path, info: dict) -> None:
         run_folder.write_run_json(folder, self.scrubber.record(info))
 
-    def measure(self, item: Experiment, repetition: int, run_id: str) -> dict:
-        """Measure one item once (see `probe.measurement.measure`)."""
-        return measure(item, self.context(), run_id=run_id, repetition=repetition,
-                       network=self.config.network)
+    def measure(self, item: Experiment, repetition: int) -> dict:
+        """Measure one item once (see `probe.measurement.measure`), in the run begun."""
+        if self.stamp is None:
+            raise RuntimeError("Runner.measure() is called by Runner.run(), once it began")
+        return measure(item, self.context(), run=self.stamp, repetition=repetition)
 
     def context(self) -> MeasureContext:
         """What one measurement needs, with the object limits shrunk to the data budget."""

@@ -95,7 +95,7 @@ def test_open_update_close_stores_the_measurement_with_its_uid(plain, client) ->
     uid = res.json()["measurement_uid"]
     [line] = stored(collector, report_id)
     assert line["measurement_uid"] == uid and line["report_id"] == report_id
-    assert line["test_keys"] == m["test_keys"] and line["measurement_id"] == "m1"
+    assert line["test_keys"] == m["test_keys"] and line["annotations"]["measurement_id"] == "m1"
 
     res = client.post(protocol.close_path(report_id))
     assert res.status_code == 200 and res.json() == {"status": "success"}
@@ -111,7 +111,7 @@ def test_a_repeated_measurement_id_gets_the_same_uid_and_is_stored_once(plain, c
     again = update(client, report_id, measurement("m1")).json()["measurement_uid"]
     other = update(client, report_id, measurement("m2")).json()["measurement_uid"]
     no_id = measurement("x")
-    del no_id["measurement_id"]
+    del no_id["annotations"]["measurement_id"]
     assert update(client, report_id, no_id).status_code == 200
     assert first == again != other
     assert [line["measurement_uid"] for line in stored(collector, report_id)][:2] == [

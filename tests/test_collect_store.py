@@ -23,6 +23,11 @@ class Clock:
         return self.now
 
 
+def with_id(m: dict, measurement_id: str) -> dict:
+    """A copy of measurement `m` under another measurement id (an annotation)."""
+    return {**m, "annotations": {**m["annotations"], "measurement_id": measurement_id}}
+
+
 def opened(store: Store) -> tuple[str, dict]:
     m = measurement()
     report_id = store.open(protocol.open_body(m))
@@ -46,7 +51,7 @@ def test_concurrent_appends_are_whole_lines_and_one_per_measurement_id(tmp_path:
     uids: list[str] = []
 
     def send(i: int) -> None:
-        uids.append(store.append(report_id, {**m, "measurement_id": f"m{i % 10}"})[0])
+        uids.append(store.append(report_id, with_id(m, f"m{i % 10}"))[0])
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(40)]
     for t in threads:
@@ -67,7 +72,7 @@ def test_a_torn_last_line_is_cut_on_restart(tmp_path: Path) -> None:
         f.write(b'{"measurement_id": "m2", "tor')
     again = Store(tmp_path)
     assert again.append(report_id, m) == (uid, True)
-    uid2, duplicate = again.append(report_id, {**m, "measurement_id": "m2"})
+    uid2, duplicate = again.append(report_id, with_id(m, "m2"))
     assert not duplicate
     assert [x["measurement_uid"] for x in lines(again, report_id)] == [uid, uid2]
 
@@ -82,10 +87,10 @@ def test_a_failed_write_leaves_no_half_line(tmp_path: Path, monkeypatch) -> None
 
     monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError):
-        store.append(report_id, {**m, "measurement_id": "m2"})
+        store.append(report_id, with_id(m, "m2"))
     monkeypatch.undo()
     assert len(lines(store, report_id)) == 1
-    assert not store.append(report_id, {**m, "measurement_id": "m2"})[1]  # not remembered
+    assert not store.append(report_id, with_id(m, "m2"))[1]  # not remembered
 
 
 def test_idle_reports_close_lazily_on_a_monotonic_clock(tmp_path: Path) -> None:
@@ -96,7 +101,7 @@ def test_idle_reports_close_lazily_on_a_monotonic_clock(tmp_path: Path) -> None:
     clock.now += 7000
     store.append(report_id, m)  # resets its timer
     clock.now += 7000
-    store.append(report_id, {**m, "measurement_id": "m2"})
+    store.append(report_id, with_id(m, "m2"))
     meta = json.loads((store.reports / other / "meta.json").read_text())
     assert meta["state"] == "closed" and meta["close_reason"] == "idle"  # swept
     clock.now += 7201
@@ -128,7 +133,7 @@ def test_a_report_folder_reads_like_a_run_folder(tmp_path: Path) -> None:
     store = Store(tmp_path)
     report_id, m = opened(store)
     store.append(report_id, m)
-    store.append(report_id, {**m, "measurement_id": "m2"})
+    store.append(report_id, with_id(m, "m2"))
     results = load([store.reports])
     assert results.skipped == []
     assert sorted(results.measurements["measurement_id"]) == ["m1", "m2"]

@@ -462,3 +462,25 @@ def test_locate_checks_a_flow_without_trigger_after_the_search(
     assert result.baseline_after is not None and result.baseline_after.ttl is None
     if residual:
         assert any("not tied to where the trigger expired" in r for r in result.reasons)
+
+
+def test_every_experiment_measurement_is_an_ooni_measurement(served: Served) -> None:
+    """The envelope of each kind of experiment parses with OONI's models; the measurement
+    server is the test helper it names."""
+    import datetime as dt
+
+    from probe.measurement import RunStamp, measure
+    from tests.ooni_check import ooni_errors
+
+    stamp = RunStamp(run_id="r", started=dt.datetime.now(dt.UTC), server=served.url)
+    ctx = context(served.ca, max_bytes=100_000)
+    done = set()
+    for e in plan(served.url, ["sni", "split", "upload"]):
+        if e.name in done:
+            continue
+        done.add(e.name)
+        m = measure(e, ctx, run=stamp, repetition=0)
+        assert ooni_errors(m) == [], e.name
+        assert m["test_helpers"] == {"backend": {"address": served.url, "type": "https"}}
+        assert m["annotations"]["experiment"] == e.name
+    assert done == {"sni", "split", "upload"}

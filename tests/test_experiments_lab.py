@@ -117,7 +117,7 @@ def test_sni_throttle(lab: Lab, tmp_path: Path) -> None:
     # The upload's samples count acknowledged bytes: they grow at the policed rate
     # instead of jumping to what the socket buffer swallowed.
     (m,) = [json.loads(x) for x in (folder / "measurements.jsonl").read_text().splitlines()
-            if json.loads(x)["target"]["name"] == "upload-pbs.twimg.com"]
+            if json.loads(x)["test_keys"]["target"]["name"] == "upload-pbs.twimg.com"]
     up = m["test_keys"]["transfers"][0]
     t_ms, acked = up["samples"][-1]
     assert acked * 8 / t_ms < SLOW  # kbit/s over the whole upload

@@ -157,7 +157,7 @@ def test_rst_block_resets_twitter_handshakes(runs: LabRuns) -> None:
         assert tcp["success"] == "true", tcp  # the reset answers the ClientHello, not the SYN
         (tls,) = run.of("tls", target)
         assert tls["failure"] == "connection_reset" and tls["verified"] != "true", tls
-        (m,) = [m for m in run.measurements() if m["target"]["name"] == target]
+        (m,) = [m for m in run.measurements() if m["test_keys"]["target"]["name"] == target]
         assert m["test_keys"]["failure"] == "connection_reset"
     assert_fast_and_complete(run, (*CONTROLS, "lab-collateral-reddit-page"))
 
@@ -179,7 +179,7 @@ def test_dns_poison_records_the_bogon_and_never_connects_to_it(runs: LabRuns) ->
         (a,) = [r for r in run.of("dns", target) if r["query_type"] == "A"]
         assert a["answers"] == poison and a["bogons"] == poison, a
         assert a["resolver"] == "198.51.100.53", a  # asked the lab DNS; the router answered
-        (m,) = [m for m in run.measurements() if m["target"]["name"] == target]
+        (m,) = [m for m in run.measurements() if m["test_keys"]["target"]["name"] == target]
         assert m["test_keys"]["failure"] == "dns_bogon_error"
         assert not run.of("transfers", target)
     assert all(r["address"] != poison for r in run.rows("tcp"))
@@ -226,3 +226,19 @@ def test_lean_targets_keep_their_pairs(tmp_path) -> None:
         targets_toml(["lab-twitter-tco-page"])
     with pytest.raises(ValueError, match="no-such"):
         targets_toml(["no-such"])
+
+
+def test_every_lab_record_is_an_ooni_measurement(runs: LabRuns) -> None:
+    """Whatever the scenario did (throttle, reset, blackhole, poisoned DNS), each line the
+    probe wrote parses with OONI's own data models."""
+    from tests.lab_e2e import _FOLDERS
+    from tests.ooni_check import ooni_errors
+
+    runs.folder("clean")
+    checked = 0
+    for scenario, folder in sorted(_FOLDERS.items()):
+        for line in (folder / "measurements.jsonl").read_text().splitlines():
+            m = json.loads(line)
+            assert ooni_errors(m) == [], (scenario, m["annotations"]["measurement_id"])
+            checked += 1
+    assert checked >= 5

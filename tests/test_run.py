@@ -66,10 +66,10 @@ def test_run_writes_a_complete_folder(world: dict, tmp_path: Path) -> None:
     assert all(len(h) == 64 for h in info["target_files"].values())
 
     ms = [json.loads(line) for line in open(folder / "measurements.jsonl")]
-    assert [m["target"]["name"] for m in ms[:5]] == [
+    assert [m["test_keys"]["target"]["name"] for m in ms[:5]] == [
         "tw-image", "ctl-image", "tw-image-2", "refused", "nxdomain"]  # interleaved
-    assert {m["repetition"] for m in ms} == {0, 1}
-    failures = {m["target"]["name"]: m["test_keys"]["failure"] for m in ms}
+    assert {m["annotations"]["repetition"] for m in ms} == {"0", "1"}
+    failures = {m["test_keys"]["target"]["name"]: m["test_keys"]["failure"] for m in ms}
     assert failures == {"tw-image": None, "tw-image-2": None, "ctl-image": None,
                         "refused": "connection_refused", "nxdomain": "dns_nxdomain_error"}
     env = ms[0]
@@ -175,7 +175,8 @@ def test_kill_9_leaves_rebuildable_results(world: dict, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     transfers = read_csv(folder, "transfers.csv")
     assert len(transfers) == len(written)
-    assert {t["measurement_id"] for t in transfers} == {m["measurement_id"] for m in written}
+    assert {t["measurement_id"] for t in transfers} == {
+        m["annotations"]["measurement_id"] for m in written}
 
 
 ONE = """

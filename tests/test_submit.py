@@ -47,7 +47,7 @@ def test_a_run_is_sent_with_the_collectors_report_id_and_the_file_unchanged(
         [(report_id, report)] = c.reports.items()
         assert report.closed and report.body["probe_asn"] == "AS0"
         assert [m["report_id"] for m in report.measurements] == [report_id] * 3
-        assert [m["measurement_id"] for m in report.measurements] == [
+        assert [m["annotations"]["measurement_id"] for m in report.measurements] == [
             f"{run.name}-{i:04x}" for i in range(3)]
         assert "3 of 3 sent" in out and NO_IDENTITY in out
         state = _state(run, c.url)
@@ -90,7 +90,7 @@ def test_a_failure_mid_run_leaves_it_partial_and_a_rerun_sends_only_the_rest(
         assert sorted(state["measurements"]) == ["1", "2"] and not state["closed"]
         code, out = _submit(str(run), "--collector", c.url)
         assert code == 0, out
-        ids = [m["measurement_id"] for m in c.stored()]
+        ids = [m["annotations"]["measurement_id"] for m in c.stored()]
         assert sorted(ids) == sorted(set(ids)) and len(ids) == 5  # each once
         assert len(c.reports) == 1  # the open report (< 1 h) was reused
         assert [k for k, _ in c.requests].count("open") == 1
@@ -160,7 +160,7 @@ def test_a_refusal_in_a_report_over_an_hour_old_is_resent_in_a_new_one(
         _send(run, c.url, Clock(dt.timedelta(minutes=35)))
         first, second = c.reports
         assert [len(r.measurements) for r in c.reports.values()] == [1, 2]
-        assert c.reports[second].measurements[0]["measurement_id"].endswith("-0001")
+        assert c.reports[second].measurements[0]["annotations"]["measurement_id"].endswith("-0001")
         state = _state(run, c.url)
         assert state["report_id"] == second
         assert [m["report_id"] for m in state["measurements"].values()] == [

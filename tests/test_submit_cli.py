@@ -81,7 +81,7 @@ def test_a_run_in_progress_is_refused_when_named_and_skipped_in_a_results_folder
         assert not c.requests
         code, out = _invoke(str(results), "--collector", c.url, "--yes")
         assert code == 0 and f"{running}: skipped, still running" in out
-        assert [m["run_id"] for m in c.stored()] == [done.name]
+        assert [m["annotations"]["run_id"] for m in c.stored()] == [done.name]
 
 
 def test_runs_not_scrubbed_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +96,7 @@ def test_runs_not_scrubbed_are_refused(tmp_path: Path, monkeypatch: pytest.Monke
         assert f"{unmarked}: refused, run.json does not say its files were scrubbed" in out
         assert (f"{leaky}: refused, not scrubbed: {leaky}/measurements.jsonl:1: holds an "
                 "address of this machine") in out
-        assert [m["run_id"] for m in c.stored()] == [clean.name]
+        assert [m["annotations"]["run_id"] for m in c.stored()] == [clean.name]
 
 
 def test_the_config_file_names_the_default_collector(tmp_path: Path,
@@ -162,7 +162,7 @@ def test_probe_run_submit_sends_the_run_just_made(world: dict, tmp_path: Path) -
         assert res.returncode == 0, res.stderr
         folder = Path(res.stdout.strip().splitlines()[-1])
         assert "1 of 1 sent" in res.stderr
-        assert [m["run_id"] for m in c.stored()] == [folder.name]
+        assert [m["annotations"]["run_id"] for m in c.stored()] == [folder.name]
     env = {**os.environ, "PROBE_STATE_DIR": str(tmp_path / "empty-state")}
     res = subprocess.run([*PROBE, "run", "--yes", "--submit", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=60, env=env)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probe.results import atomic
+from probe.results import atomic, identity
 
 from . import protocol
 
@@ -127,7 +127,7 @@ class Store:
             if report.closed:
                 raise ClosedReport(report_id)
             report.last_active = self._clock()
-            mid = content.get("measurement_id")
+            mid = identity.field(content, "measurement_id")
             if isinstance(mid, str) and mid in report.uids:
                 return report.uids[mid], True
             uid = protocol.new_measurement_uid(content)
@@ -215,7 +215,7 @@ def _stored_uids(path: Path) -> dict[str, str]:
     for raw in data.splitlines():
         try:
             line = json.loads(raw)
-            mid, uid = line.get("measurement_id"), line.get("measurement_uid")
+            mid, uid = identity.field(line, "measurement_id"), line.get("measurement_uid")
         except (ValueError, AttributeError):
             continue
         if isinstance(mid, str) and isinstance(uid, str):

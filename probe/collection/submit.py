@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from probe.operate.privacy import Scrubber, local_addresses
-from probe.results import jsonl
+from probe.results import identity, jsonl
 
 from . import protocol
 from .client import Collector, Refused, Unreachable
@@ -71,7 +71,7 @@ def check_scrubbed(run: Run, scrubber: Scrubber) -> dict[int, str]:
         if m.get("probe_ip", PLACEHOLDER_IP) != PLACEHOLDER_IP or scrubber.record(m) != m:
             raise NotScrubbed(f"{run.folder / 'measurements.jsonl'}:{line}: holds an "
                               "address of this machine")
-        ids[line] = str(m.get("measurement_id", ""))
+        ids[line] = str(identity.field(m, "measurement_id") or "")
     return ids
 
 
@@ -169,7 +169,8 @@ class Sender:
 
     def _record(self, state: State, report: dict, line: int, m: dict, report_id: str, *,
                 uid: str | None = None, rejected: Refused | None = None) -> None:
-        entry = {"measurement_id": str(m.get("measurement_id", "")), "report_id": report_id,
+        entry = {"measurement_id": str(identity.field(m, "measurement_id") or ""),
+                 "report_id": report_id,
                  "at": now_iso(self.now())}
         if rejected:
             entry.update(status="rejected", http_status=rejected.status, error=rejected.error)

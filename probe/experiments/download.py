@@ -25,7 +25,7 @@ class Download:
     target: Target
     server: Server
     shape: str | None = None  # None: whole; see handshake.SHAPES
-    version = "0.2.0"  # failure names changed in 0.2
+    version = "0.3.0"  # 0.3: OONI's record shapes (rcode a number, ...); 0.2: failure names
 
     def run(self, ctx: MeasureContext, m: Measurement) -> dict:
         extra = ctx.resolve(m, self.server.host, None)

@@ -46,7 +46,7 @@ class Upload:
     target: Target
     server: Server
     name: str = "upload"
-    version = "0.2.0"  # failure names changed in 0.2
+    version = "0.3.0"  # 0.3: OONI's record shapes (rcode a number, ...); 0.2: failure names
 
     def run(self, ctx: MeasureContext, m: Measurement) -> dict:
         keys, clock = m.keys, m.clock

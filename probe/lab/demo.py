@@ -97,13 +97,13 @@ def print_verdicts(scenario: str, folder: Path) -> None:
                 "explanation"):
         table.add_column(col, overflow="fold")
     for row in verdicts([folder]).to_dict("records"):
-        table.add_row(row["target"], row["family"], row["verdict"], _num(row["rate_kbps"]),
-                      _num(row["control_rate_kbps"]), _num(row["ratio"], 3),
+        table.add_row(row["target"], row["family"], row["verdict"], _figure(row["rate_kbps"]),
+                      _figure(row["control_rate_kbps"]), _figure(row["ratio"], 3),
                       row["explanation"])
     Console(width=160).print(table)
 
 
-def _num(v: object, digits: int = 0) -> str:
+def _figure(v: object, digits: int = 0) -> str:
     return "" if v is None or v != v else f"{v:,.{digits}f}"
 
 

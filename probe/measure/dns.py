@@ -32,7 +32,7 @@ import dns.rdataclass
 import dns.rdatatype
 import httpx
 
-from probe.records import ABSENT, DnsQuery
+from probe.records import ABSENT, DnsQuery, resolver_host
 
 from .clock import Clock
 from .failures import (
@@ -200,8 +200,9 @@ def _query(
     allow_nets: Sequence[str],
 ) -> DnsQuery:
     record = DnsQuery(
-        engine=resolver.engine,
-        resolver_address=resolver.address,
+        engine="doh" if resolver.engine == "doh" else "udp",  # OONI's: "system" is getaddrinfo
+        x_engine=resolver.engine,
+        resolver_address=_address_of(resolver),
         resolver_port=_port_of(resolver),
         hostname=hostname,
         query_type=qtype,
@@ -228,6 +229,20 @@ def _query(
     record.t = clock.now()
     record.latency_ms = round((time.monotonic() - started) * 1000, 3)
     return record
+
+
+def _address_of(resolver: Resolver) -> str:
+    """OONI's `resolver_address`: `ip:port` (`[ip]:port` for IPv6), or the DoH URL."""
+    if resolver.engine == "doh":
+        return resolver.address
+    host = f"[{resolver.address}]" if ":" in resolver.address else resolver.address
+    return f"{host}:{resolver.port}"
+
+
+def _resolver_of(query: dict) -> Resolver:
+    """The resolver a query record was asked of (results of format 1 too)."""
+    return Resolver(query.get("x_engine") or query["engine"], resolver_host(query),
+                    query["resolver_port"])
 
 
 def _port_of(resolver: Resolver) -> int:
@@ -329,8 +344,8 @@ def _describe(
     response: dns.message.Message, qtype: str, record: DnsQuery, allow_nets: Sequence[str]
 ) -> None:
     """Fill answers, rcode, CNAME chain, bogons and the df-007 failure from a response."""
+    record.rcode = int(response.rcode())
     rcode = dns.rcode.to_text(response.rcode())
-    record.rcode = rcode
     wanted = dns.rdatatype.from_text(qtype)
     found = False
     chain = _cname_chain(response)
@@ -402,7 +417,7 @@ def consistency(queries: list[dict], allow_nets: Sequence[str] = ()) -> dict:
     by_resolver: dict[str, list[str]] = {}
     outcomes: dict[str, dict[str, object]] = {}
     for q in queries:
-        key = Resolver(q["engine"], q["resolver_address"], q["resolver_port"]).key
+        key = _resolver_of(q).key
         ips = _ips(q["answers"])
         listed = by_resolver.setdefault(key, [])
         listed.extend(ip for ip in ips if ip not in listed)
@@ -420,7 +435,7 @@ def pick_address(queries: list[dict], allow_nets: Sequence[str] = ()) -> str | N
     The system resolver comes first because that is what the volunteer's
     browser would use; another resolver's answer is the fallback.
     """
-    system = [q for q in queries if q["engine"] == "system"]
+    system = [q for q in queries if _resolver_of(q).engine == "system"]
     for q in system + queries:
         for answer in q["answers"]:
             if answer["answer_type"] == "A" and not is_bogon(answer["ipv4"], allow_nets):

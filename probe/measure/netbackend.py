@@ -22,7 +22,7 @@ from typing import Protocol
 
 import httpcore
 
-from probe.records import TlsHandshake
+from probe.records import TlsHandshake, network_event
 
 from . import tcp, tcpinfo, tls
 from .clock import Clock
@@ -237,10 +237,9 @@ class ProbeBackend(httpcore.NetworkBackend):
         record.transfer_id = self.transfer_id
         self.keys.tcp_connect.append(record.as_dict())
         failure = record.status["failure"]
-        self.on_event({
-            "operation": "connect", "address": _join(address, port),
-            "failure": failure, "t": record.t, "transfer_id": self.transfer_id,
-        })
+        self.on_event(network_event("connect", record.t, t0=record.t0,
+                                    address=_join(address, port), failure=failure,
+                                    transfer_id=self.transfer_id))
         if sock is None:
             raise MeasuredConnectError(failure)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -257,20 +256,16 @@ class ProbeBackend(httpcore.NetworkBackend):
     ) -> ProbeStream:
         """Handshake with the configured SNI: None = the URL host, "" = no SNI."""
         name = server_hostname if self.sni is None else self.sni
-        self.on_event({
-            "operation": "tls_handshake_start", "t": self.clock.now(),
-            "transfer_id": self.transfer_id,
-        })
+        self.on_event(network_event("tls_handshake_start", self.clock.now(),
+                                    transfer_id=self.transfer_id))
         raw = stream.raw
         record, channel = self.handshake(
             raw, name or None, context, timeout or 10.0, self.clock, stream.address, stream.port
         )
         record.transfer_id = self.transfer_id
         self.keys.tls_handshakes.append(record.as_dict())
-        self.on_event({
-            "operation": "tls_handshake_done", "failure": record.failure, "t": record.t,
-            "transfer_id": self.transfer_id,
-        })
+        self.on_event(network_event("tls_handshake_done", record.t, t0=record.t0,
+                                    failure=record.failure, transfer_id=self.transfer_id))
         if channel is None:
             raise MeasuredConnectError(record.failure or "ssl_failed_handshake")
         # ssl.wrap_socket detaches the plain socket; the TLS socket then owns the fd.

@@ -33,7 +33,7 @@ def connect(
     record = TcpConnect(
         ip=address,
         port=port,
-        status={"success": failure is None, "failure": failure, "blocked": None},
+        status={"success": failure is None, "failure": failure},  # `blocked`: a verdict's
         t0=t0,
         t=clock.now(),
         latency_ms=latency_ms,

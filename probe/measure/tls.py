@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from probe.records import TlsHandshake
 
-from . import tcp
+from . import cipher_names, tcp
 from .clock import Clock
 from .failures import (
     EOF_ERROR,
@@ -303,7 +303,7 @@ def _describe_session(record: TlsHandshake, conn: typing.Any, verified_chain: bo
     tls_sock = conn.sslobj if isinstance(conn, BioChannel) else conn
     record.tls_version = tls_sock.version()
     cipher = tls_sock.cipher()
-    record.cipher_suite = cipher[0] if cipher else None
+    record.cipher_suite = cipher_names.iana(cipher[0]) if cipher else None
     record.negotiated_protocol = tls_sock.selected_alpn_protocol() or ""
     presented = _chain_der(tls_sock, verified=False)
     record.peer_certificates = [

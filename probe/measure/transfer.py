@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from probe.records import Transfer
+from probe.records import Transfer, network_event
 
 from . import tcpinfo, tls
 from .clock import Clock
@@ -285,8 +285,7 @@ class Session:
         request = self._request(ask, headers, progress)
         t0 = self.clock.now()
         self.keys.network_events.append(
-            {"operation": "http_transaction_start", "t": t0, "transfer_id": ask.transfer_id}
-        )
+            network_event("http_transaction_start", t0, transfer_id=ask.transfer_id))
         reply = _Reply()
         with self._sampling(progress, ask.transfer_id, stop_when):
             try:
@@ -438,14 +437,11 @@ class Session:
                                       **tcpinfo.summary(wire_end),
                                       "wire_bytes": _wire_bytes(progress.wire_start, wire_end)})
         if progress.started is not None:
-            self.keys.network_events.append({
-                "operation": "bytes_received_cumulative", "num_bytes": progress.bytes,
-                "t": t, "transfer_id": transfer_id,
-            })
-        self.keys.network_events.append({
-            "operation": "http_transaction_done", "t": t, "transfer_id": transfer_id,
-            "failure": failure,
-        })
+            self.keys.network_events.append(network_event(
+                "bytes_received_cumulative", t, num_bytes=progress.bytes,
+                transfer_id=transfer_id))
+        self.keys.network_events.append(network_event(
+            "http_transaction_done", t, transfer_id=transfer_id, failure=failure))
 
     def _read_body(
         self, response: httpx.Response, progress: _Progress, max_bytes: int,
@@ -487,10 +483,9 @@ class Session:
                 progress.samples.append([t_ms, progress.bytes])
                 snapshot = [(float(s[0]), int(s[1])) for s in progress.samples]
                 cumulative = progress.bytes
-            self.keys.network_events.append({
-                "operation": "bytes_received_cumulative", "num_bytes": cumulative,
-                "t": self.clock.now(), "transfer_id": transfer_id,
-            })
+            self.keys.network_events.append(network_event(
+                "bytes_received_cumulative", self.clock.now(), num_bytes=cumulative,
+                transfer_id=transfer_id))
             stream = progress.stream
             fields = tcpinfo.read(stream.raw) if stream is not None else None
             if fields:

@@ -6,8 +6,8 @@ the same), above the measuring steps of `probe.measure` and the writers of
 """
 
 from .context import MeasureContext, Measurement, first_failure
-from .envelope import envelope, measure
+from .envelope import RunStamp, envelope, measure
 from .experiment import Experiment, ListedTarget
 
-__all__ = ["Experiment", "ListedTarget", "MeasureContext", "Measurement", "envelope",
-           "first_failure", "measure"]
+__all__ = ["Experiment", "ListedTarget", "MeasureContext", "Measurement", "RunStamp",
+           "envelope", "first_failure", "measure"]

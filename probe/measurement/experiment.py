@@ -32,7 +32,7 @@ class ListedTarget:
 
     target: Target
     name = "target"
-    version = "0.2.0"  # failure names changed in 0.2
+    version = "0.3.0"  # 0.3: OONI's record shapes (rcode a number, ...); 0.2: failure names
 
     def run(self, ctx: MeasureContext, m: Measurement) -> dict:
         target = self.target

@@ -76,6 +76,7 @@ def check_clock() -> Check:
 def check_resolvers(resolv_conf: Path, name: str, timeout: float) -> list[Check]:
     from probe.measure import dns
     from probe.measure.clock import Clock
+    from probe.records import rcode_text
 
     resolvers = dns.system_resolvers(resolv_conf)
     if not resolvers:
@@ -89,7 +90,7 @@ def check_resolvers(resolv_conf: Path, name: str, timeout: float) -> list[Check]
                                 "this resolver is unreachable: fix DNS or pass --resolver"))
         elif query.get("failure"):
             checks.append(Check(f"resolver {r.address}", WARN,
-                                f"reachable, but {name}: {query['rcode']}",
+                                f"reachable, but {name}: {rcode_text(query['rcode'])}",
                                 "it answers but may filter, or has no Internet"))
         else:
             checks.append(Check(f"resolver {r.address}", OK, f"{name}: answered"))

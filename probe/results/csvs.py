@@ -14,23 +14,22 @@ import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from . import jsonl
+from . import identity, jsonl
 from .atomic import write_text
 from .schema import FILES, Column
 
 
 def context(measurement: dict) -> dict:
     """The envelope fields that every per-measurement row repeats."""
-    target = measurement.get("target") or {}
     return {
-        "run_id": measurement.get("run_id"),
-        "measurement_id": measurement.get("measurement_id"),
+        "run_id": identity.field(measurement, "run_id"),
+        "measurement_id": identity.field(measurement, "measurement_id"),
         "measurement_start_time": measurement.get("measurement_start_time"),
-        "repetition": measurement.get("repetition"),
-        "target": target.get("name"),
-        "family": target.get("family"),
-        "kind": target.get("kind"),
-        "experiment": measurement.get("experiment"),
+        "repetition": identity.field(measurement, "repetition"),
+        "target": identity.target_field(measurement, "name"),
+        "family": identity.target_field(measurement, "family"),
+        "kind": identity.target_field(measurement, "kind"),
+        "experiment": identity.field(measurement, "experiment"),
     }
 
 
@@ -72,17 +71,23 @@ def problem(measurement: dict) -> str | None:
     """Why a measurement cannot be flattened into the CSVs, or None when it can: objects
     and lists where the format has them, `[t_ms, bytes]` pairs in `samples`, and every
     cell of its rows a number, a boolean or a text as its column says (or empty)."""
+    if not isinstance(measurement.get("annotations"), dict | None):
+        return "annotations is not an object"
     for field in _TEXT_FIELDS:
-        if not isinstance(measurement.get(field), str | None):
+        value = (identity.field(measurement, field) if field in identity.IDENTITY
+                 else measurement.get(field))
+        if not isinstance(value, str | None):
             return f"{field} is not a string"
+    keys = measurement.get("test_keys") or {}
+    if not isinstance(keys, dict):
+        return "test_keys is not an object"
     for name, fields in _TEXT_PARTS.items():
-        part = measurement.get(name)
+        part = identity.target(measurement) if name == "target" else keys
         if not isinstance(part, dict | None):
             return f"{name} is not an object"
         for field in fields:
             if not isinstance((part or {}).get(field), str | None):
                 return f"{name}.{field} is not a string"
-    keys = measurement.get("test_keys") or {}
     if not isinstance(keys.get("dns_consistency"), dict | None):
         return "test_keys.dns_consistency is not an object"
     for name in _RECORD_LISTS:
