@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from probe.results import csvs, jsonl
@@ -304,10 +305,21 @@ def _parse(columns: list[Column], texts: list[tuple[Path, str]], on_skip: OnSkip
 
 def _read_csv(names: list[str], text: str, kinds: dict[str, str]) -> pd.DataFrame:
     dtype = {c: "string" for c in names if c in _STRINGS}
+    engine = _engine()
+    if engine == "pyarrow":
+        # pyarrow takes one list of missing-value spellings for all columns (a text cell
+        # "nan" must stay text): it reads nan and inf as floats, which are made missing here.
+        df = pd.read_csv(io.StringIO(text), names=names, header=None, dtype=dtype,
+                         true_values=["true"], false_values=["false"], keep_default_na=False,
+                         na_values=[""], engine=engine)
+        for c in names:
+            if kinds[c] == "number" and df[c].dtype.kind == "f":
+                df[c] = df[c].where(np.isfinite(df[c]))
+        return df
     na = {c: [""] + (_NOT_FINITE if kinds[c] == "number" else []) for c in names}
     return pd.read_csv(io.StringIO(text), names=names, header=None, dtype=dtype,
                        true_values=["true"], false_values=["false"], keep_default_na=False,
-                       na_values=na, engine=_engine())
+                       na_values=na, engine=engine)
 
 
 def _wrong_kind(frame: pd.DataFrame, kinds: dict[str, str]) -> bool:

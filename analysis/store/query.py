@@ -1,0 +1,157 @@
+"""Answers from a dataset with DuckDB (embedded, no server), and `analysis.load`'s
+tables read back from it.
+
+Every read names the committed files (layout.py) rather than globbing the folders, so
+files a killed ingest left behind are never read. Partition values come from the
+paths (Hive style) as text: `day` is `YYYY-MM-DD` or `unknown`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from probe.results.jsonl import Skip
+from probe.results.schema import FILES
+
+from ..aggregate import COLUMNS as AGGREGATE_COLUMNS
+from ..load import MEASUREMENT_COLUMNS, RUN_COLUMNS, TABLES, Results
+from ..verdicts import FIELDS
+from .layout import Batch, Dataset
+from .schema import PARTITION, SCHEMAS, UNKNOWN
+
+FAILED = ("blocked", "dns-tampered", "tls-tampered")
+_SCAN = ("read_parquet($files, hive_partitioning=true, hive_types_autocast=false, "
+         "union_by_name=true)")
+
+
+def connect():  # noqa: ANN201 - duckdb's connection type, imported lazily
+    """A DuckDB connection that reads times in UTC."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def frame(ds: Dataset, table: str, columns: Iterable[str] | None = None,
+          batches: Iterable[Batch] | None = None, where: str = "", order: str = "",
+          params: dict | None = None) -> pd.DataFrame:
+    """Rows of one table (all committed batches, or `batches`) as a DataFrame."""
+    cols = list(columns) if columns is not None else SCHEMAS[table].names + list(PARTITION)
+    files = ds.files(table, batches)
+    if not files:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    sql = (f"SELECT {', '.join(_quote(c) for c in cols)} FROM {_SCAN}"
+           + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else ""))
+    return connect().execute(sql, {"files": files, **(params or {})}).df()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def verdicts(ds: Dataset) -> pd.DataFrame:
+    """The stored verdict rows (verdicts.FIELDS), by run, experiment, target, direction."""
+    df = frame(ds, "verdicts", FIELDS, order="run_id, experiment, target, direction")
+    df["controls"] = [list(v) if v is not None else [] for v in df["controls"]]
+    return df
+
+
+def aggregate(ds: Dataset) -> pd.DataFrame:
+    """aggregate.aggregate's table, computed by DuckDB from the stored verdicts."""
+    files = ds.files("verdicts")
+    if not files:
+        return pd.DataFrame(columns=AGGREGATE_COLUMNS)
+    count = "count(*) FILTER (WHERE verdict = '{}')"
+    sql = f"""
+        SELECT network, day, count(DISTINCT run_id) AS runs, count(*) AS targets,
+               {count.format('throttled')} AS throttled, {count.format('ok')} AS ok,
+               {count.format('inconclusive')} AS inconclusive,
+               count(*) FILTER (WHERE verdict IN {FAILED}) AS failed,
+               median(rate_kbps) FILTER (WHERE verdict = 'throttled') AS median_throttled_kbps
+        FROM {_SCAN}
+        WHERE experiment = 'target' AND family = 'twitter' AND network IS NOT NULL
+        GROUP BY network, day ORDER BY network, day"""
+    df = connect().execute(sql, {"files": files}).df()
+    judged = df["throttled"] + df["ok"]
+    df["share_throttled"] = (df["throttled"] / judged).where(judged > 0)
+    return df[AGGREGATE_COLUMNS].astype(object).where(df[AGGREGATE_COLUMNS].notna(), None)
+
+
+class StoredResults(Results):
+    """`analysis.load`'s tables, read from a dataset (all its runs, or some batches').
+
+    Columns are the same as from run folders; numbers are float64 throughout (the
+    dataset's schema), and `runs.asn` is None where the partition says `AS0`.
+    """
+
+    def __init__(self, ds: Dataset, batches: list[Batch] | None = None,
+                 run_ids: set[str] | None = None) -> None:
+        self.dataset = ds
+        self.folders = []
+        self._batches = ds.batches if batches is None else batches
+        self._run_ids = run_ids
+        skipped = frame(ds, "skipped", ["path", "line", "reason"], self._batches)
+        self.skipped = [Skip(Path(p), int(n), str(why)) for p, n, why
+                        in skipped.itertuples(index=False)]
+
+    def _read(self, table: str, columns: list[str]) -> pd.DataFrame:
+        where, params = "", None
+        if self._run_ids is not None:
+            where, params = "list_contains($runs, run_id)", {"runs": sorted(self._run_ids)}
+        return frame(self.dataset, table, columns, self._batches, where, params=params)
+
+    def for_runs(self, run_ids: Iterable[str]) -> StoredResults:
+        """Only these runs: their batches' files, filtered by run id."""
+        ids = set(map(str, run_ids))
+        return StoredResults(self.dataset, [b for b in self._batches if ids & set(b.runs)], ids)
+
+    def table(self, name: str) -> pd.DataFrame:
+        columns = FILES[TABLES[name]]
+        df = self._read(name, [c.name for c in columns])
+        for c in columns:
+            if c.name == "measurement_start_time":
+                df[c.name] = pd.to_datetime(df[c.name], utc=True)
+            elif c.kind == "text":
+                df[c.name] = df[c.name].astype("string")
+            elif c.kind == "number":
+                df[c.name] = pd.to_numeric(df[c.name]).astype("float64")
+        return df
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        df = self._read("runs", [c for c in RUN_COLUMNS if c != "asn"] + ["asn"])
+        df["asn"] = df["asn"].where(df["asn"] != UNKNOWN["asn"], None)
+        for col in ("start", "end"):
+            df[col] = pd.to_datetime(df[col], utc=True)
+        return df[RUN_COLUMNS]
+
+    @cached_property
+    def measurements(self) -> pd.DataFrame:
+        df = self._read("measurements", MEASUREMENT_COLUMNS)
+        df["measurement_start_time"] = pd.to_datetime(df["measurement_start_time"], utc=True)
+        return df
+
+    def stored_verdicts(self) -> pd.DataFrame:
+        """The verdict rows stored at ingest (no samples read)."""
+        df = self._read("verdicts", FIELDS)
+        df["controls"] = [list(v) if v is not None else [] for v in df["controls"]]
+        return df
+
+    def stored_transfers(self) -> pd.DataFrame:
+        """`verdicts.transfer_table`'s rows from the rates and signatures stored at ingest."""
+        cols = ["run_id", "transfer_id", "target", "family", "kind", "experiment",
+                "direction", "sni", "bytes", "goodput_kbps", "rate_kbps", "signature",
+                "measurement_start_time"]
+        df = self._read("transfers", cols)
+        df["measurement_start_time"] = pd.to_datetime(df["measurement_start_time"], utc=True)
+        return df
+
+
+def load_dataset(path: str | Path) -> StoredResults:
+    """The tables of a dataset folder, as `analysis.load` gives them for run folders."""
+    return StoredResults(Dataset(path))
