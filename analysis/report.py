@@ -62,7 +62,8 @@ def throughput_figure(r: Results, table: pd.DataFrame, rows: pd.DataFrame) -> Fi
     counts = rows[rows["verdict"] == "throttled"].groupby("run_id").size()
     run_id = counts.idxmax() if len(counts) else main["run_id"].iloc[0]
     main = main[main["run_id"] == run_id]
-    by_id = rate_series(r)  # the wire count where recorded: TLS releases the body in steps
+    # the wire count where recorded: TLS releases the body in steps
+    by_id = rate_series(r.for_runs([run_id]))
     fig, ax = plt.subplots(figsize=(8, 4))
     for family, g in main.groupby("family"):
         for i, t in enumerate(g.itertuples()):
@@ -217,12 +218,17 @@ def _markdown(summary: str, rows: pd.DataFrame, figures: list[Figure], stem: str
     return "\n".join(lines) + "\n"
 
 
-def write_report(r: Results, out: Path) -> list[Path]:
-    """Write OUT (HTML), OUT with .md and the PNGs beside it; returns the paths written."""
+def write_report(r: Results, out: Path, rows: pd.DataFrame | None = None,
+                 table: pd.DataFrame | None = None) -> list[Path]:
+    """Write OUT (HTML), OUT with .md and the PNGs beside it; returns the paths written.
+
+    `rows` (verdicts) and `table` (transfer_table) are derived from `r` unless given,
+    e.g. as a dataset stored them.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = verdicts(r)
-    table = transfer_table(r)
+    rows = verdicts(r) if rows is None else rows
+    table = transfer_table(r) if table is None else table
     figures = [f for f in (throughput_figure(r, table, rows) if len(table) else None,
                            cdf_figure(table) if len(table) else None,
                            timeline_figure(table, rows) if len(table) else None) if f]

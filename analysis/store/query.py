@@ -82,6 +82,12 @@ def aggregate(ds: Dataset) -> pd.DataFrame:
     return df[AGGREGATE_COLUMNS].astype(object).where(df[AGGREGATE_COLUMNS].notna(), None)
 
 
+def skipped(ds: Dataset, batches: Iterable[Batch] | None = None) -> list[Skip]:
+    """The malformed lines ingest left out (named on its standard error then)."""
+    df = frame(ds, "skipped", ["path", "line", "reason"], batches)
+    return [Skip(Path(p), int(n), str(why)) for p, n, why in df.itertuples(index=False)]
+
+
 class StoredResults(Results):
     """`analysis.load`'s tables, read from a dataset (all its runs, or some batches').
 
@@ -95,9 +101,7 @@ class StoredResults(Results):
         self.folders = []
         self._batches = ds.batches if batches is None else batches
         self._run_ids = run_ids
-        skipped = frame(ds, "skipped", ["path", "line", "reason"], self._batches)
-        self.skipped = [Skip(Path(p), int(n), str(why)) for p, n, why
-                        in skipped.itertuples(index=False)]
+        self.skipped = skipped(ds, self._batches)
 
     def _read(self, table: str, columns: list[str]) -> pd.DataFrame:
         where, params = "", None
@@ -115,7 +119,7 @@ class StoredResults(Results):
         df = self._read(name, [c.name for c in columns])
         for c in columns:
             if c.name == "measurement_start_time":
-                df[c.name] = pd.to_datetime(df[c.name], utc=True)
+                df[c.name] = _utc(df[c.name])
             elif c.kind == "text":
                 df[c.name] = df[c.name].astype("string")
             elif c.kind == "number":
@@ -127,18 +131,21 @@ class StoredResults(Results):
         df = self._read("runs", [c for c in RUN_COLUMNS if c != "asn"] + ["asn"])
         df["asn"] = df["asn"].where(df["asn"] != UNKNOWN["asn"], None)
         for col in ("start", "end"):
-            df[col] = pd.to_datetime(df[col], utc=True)
+            df[col] = _utc(df[col])
+        for col in ("measurements", "targets"):  # as pandas infers them from run.json
+            df[col] = df[col].astype("float64" if df[col].isna().any() else "int64")
         return df[RUN_COLUMNS]
 
     @cached_property
     def measurements(self) -> pd.DataFrame:
         df = self._read("measurements", MEASUREMENT_COLUMNS)
-        df["measurement_start_time"] = pd.to_datetime(df["measurement_start_time"], utc=True)
+        df["measurement_start_time"] = _utc(df["measurement_start_time"])
         return df
 
     def stored_verdicts(self) -> pd.DataFrame:
         """The verdict rows stored at ingest (no samples read)."""
-        df = self._read("verdicts", FIELDS)
+        df = self._read("verdicts", FIELDS).sort_values(
+            ["run_id", "experiment", "target", "direction"], ignore_index=True)
         df["controls"] = [list(v) if v is not None else [] for v in df["controls"]]
         return df
 
@@ -148,8 +155,13 @@ class StoredResults(Results):
                 "direction", "sni", "bytes", "goodput_kbps", "rate_kbps", "signature",
                 "measurement_start_time"]
         df = self._read("transfers", cols)
-        df["measurement_start_time"] = pd.to_datetime(df["measurement_start_time"], utc=True)
+        df["measurement_start_time"] = _utc(df["measurement_start_time"])
         return df
+
+
+def _utc(col: pd.Series) -> pd.Series:
+    """Times as `analysis.load` gives them: UTC, in nanoseconds."""
+    return pd.to_datetime(col, utc=True).dt.as_unit("ns")
 
 
 def load_dataset(path: str | Path) -> StoredResults:
