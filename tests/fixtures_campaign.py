@@ -32,8 +32,9 @@ def _sni_experiment() -> list[Spec]:
                  sni="example.org")]
 
 
-def write_campaign(root: Path, runs: int = 5) -> Path:
-    """`runs` run folders under `root` (up to 5 kinds, repeated with new seeds)."""
+def write_campaign(root: Path, runs: int = 5, damaged: bool = True) -> Path:
+    """`runs` run folders under `root` (up to 5 kinds, repeated with new seeds); without
+    `damaged`, every run completed and no line is malformed."""
     day = dt.datetime(2021, 3, 12, 9, tzinfo=dt.UTC)
     kinds = [
         RunSpec(pairs(("image", "video"), POLICED, FAST) + _sni_experiment(), repeat=2,
@@ -41,7 +42,8 @@ def write_campaign(root: Path, runs: int = 5) -> Path:
         RunSpec(pairs(("image",), SHAPED, FAST), asn="AS12389", start=day),
         RunSpec(pairs(("image",), congested(), congested()), label="home-dsl",
                 start=day + dt.timedelta(days=1)),
-        RunSpec(pairs(("image",), POLICED, FAST), status="running", asn="AS8359",
+        RunSpec(pairs(("image",), POLICED, FAST), status="running" if damaged else "complete",
+                asn="AS8359",
                 start=day + dt.timedelta(days=1)),
         RunSpec([Spec("tw-dns", "twitter", "image", "pbs.twimg.com", FAST, pair="ctl",
                       fail="dns"),
@@ -57,7 +59,7 @@ def write_campaign(root: Path, runs: int = 5) -> Path:
             info = json.loads((folder / "run.json").read_text())
             info["network"] = {"asn": spec.asn, "cc": "RU", "as_name": "", "source": "test"}
             (folder / "run.json").write_text(json.dumps(info))
-        if i == 1:
+        if i == 1 and damaged:
             with open(folder / "samples.csv", "a") as f:
                 f.write("not,a,sample,row,at all\n")
     return root

@@ -113,10 +113,9 @@ def tag(frames: dict[str, pd.DataFrame], keys: list[RunKey]) -> dict[str, pa.Tab
 def _tag(df: pd.DataFrame, by_run: dict[str, RunKey]) -> pd.DataFrame:
     """`df` with its rows' network and partition columns, looked up by run id (a row of a
     run not in the batch: network unknown, partition unknown)."""
-    ids = df["run_id"].astype(object).where(df["run_id"].notna(), None).tolist()
-    keys = [by_run.get(i) if isinstance(i, str) else None for i in ids]
+    ids = df["run_id"].astype(object)
     df = df.copy()
-    df["network"] = [k.network if k else None for k in keys]
+    df["network"] = ids.map({i: k.network for i, k in by_run.items()})
     for col in PARTITION:
-        df[col] = [getattr(k, col) if k else UNKNOWN[col] for k in keys]
+        df[col] = ids.map({i: getattr(k, col) for i, k in by_run.items()}).fillna(UNKNOWN[col])
     return df
