@@ -52,6 +52,10 @@ def test_verdicts_from_the_dataset_equal_those_from_the_folders(runs: Path,
     assert len(from_folders) == 7
     assert {r["verdict"] for r in from_folders} >= {"throttled", "dns-tampered"}
     assert _sorted(from_dataset) == _sorted(from_folders)  # row by row, every field
+    csvs = [CliRunner().invoke(analyze, ["verdicts", str(src), "--format", "csv"]).stdout
+            for src in (runs, dataset)]  # the dataset's is written by DuckDB
+    assert csvs[0].splitlines()[0] == csvs[1].splitlines()[0]
+    assert sorted(csvs[0].splitlines()) == sorted(csvs[1].splitlines())
 
 
 def test_aggregate_from_the_dataset_equals_the_folders(runs: Path, dataset: Path) -> None:

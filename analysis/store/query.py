@@ -8,9 +8,12 @@ paths (Hive style) as text: `day` is `YYYY-MM-DD` or `unknown`.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -24,8 +27,9 @@ from .layout import Batch, Dataset
 from .schema import PARTITION, SCHEMAS, UNKNOWN
 
 FAILED = ("blocked", "dns-tampered", "tls-tampered")
-_SCAN = ("read_parquet($files, hive_partitioning=true, hive_types_autocast=false, "
-         "union_by_name=true)")
+# Every file of a table has the table's schema (schema.py), so DuckDB need not read every
+# file's footer first to unite them.
+_SCAN = "read_parquet($files, hive_partitioning=true, hive_types_autocast=false)"
 
 
 def connect():  # noqa: ANN201 - duckdb's connection type, imported lazily
@@ -34,6 +38,7 @@ def connect():  # noqa: ANN201 - duckdb's connection type, imported lazily
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # never on a command's output
     return con
 
 
@@ -54,11 +59,32 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_VERDICT_ORDER = "run_id, experiment, target, direction"
+
+
 def verdicts(ds: Dataset) -> pd.DataFrame:
     """The stored verdict rows (verdicts.FIELDS), by run, experiment, target, direction."""
-    df = frame(ds, "verdicts", FIELDS, order="run_id, experiment, target, direction")
+    df = frame(ds, "verdicts", FIELDS, order=_VERDICT_ORDER)
     df["controls"] = [list(v) if v is not None else [] for v in df["controls"]]
     return df
+
+
+def verdicts_csv(ds: Dataset, out: BinaryIO) -> None:
+    """The stored verdict rows as the CSV `probe analyze verdicts --format csv` prints for
+    run folders (pandas' layout: `;`-joined controls, empty cells for nulls), written by
+    DuckDB: a campaign's million rows in seconds, never as Python objects."""
+    files = ds.files("verdicts")
+    if not files:
+        out.write((",".join(FIELDS) + "\n").encode())
+        return
+    cols = ", ".join("array_to_string(controls, ';') AS controls" if f == "controls" else f
+                     for f in FIELDS)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "verdicts.csv")
+        connect().execute(f"COPY (SELECT {cols} FROM {_SCAN} ORDER BY {_VERDICT_ORDER}) "
+                          f"TO '{path}' (HEADER, DELIMITER ',')", {"files": files})
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
 
 
 def aggregate(ds: Dataset) -> pd.DataFrame:
