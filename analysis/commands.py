@@ -132,7 +132,9 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
         from .store import query
 
         if fmt == "csv":  # the bulk format: straight from DuckDB
-            query.verdicts_csv(ds, click.get_binary_stream("stdout"))
+            sys.stdout.flush()
+            query.verdicts_csv(ds, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
         else:
             _emit(query.verdicts(ds), fmt, columns)
         _count_skipped(query.skipped(ds))
