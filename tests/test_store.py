@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import analysis
+from analysis import report
 from analysis.cli import analyze
 from analysis.store import rules
 from analysis.store.ingest import ingest
@@ -78,8 +79,23 @@ def test_report_from_the_dataset_is_the_folders_report(runs: Path, dataset: Path
         assert "skipped 1 malformed line(s) in 1 file(s)" in result.stderr
     a = (tmp_path / "a.md").read_text()
     b = (tmp_path / "b.md").read_text().replace("b-", "a-")
-    assert sorted(a.splitlines()) == sorted(b.splitlines())  # rows ordered by run id
+    # The folders' report, rows ordered by run id, and the campaign's section on top.
+    before, _, rest = a.partition("## Per network and day")
+    section, rest = rest[:rest.index("## Verdicts")], rest[rest.index("## Verdicts"):]
+    assert sorted((before + rest).splitlines()) == sorted(b.splitlines())
     assert "1 malformed line(s)" in a
+    assert "| AS12389 | 2021-03-12 | 2 | 3 | 3 | 1 | 0.439 | 1 | 139 |" in section
+
+
+def test_a_campaign_report_stays_small(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(report, "MAX_VERDICT_ROWS", 3)
+    result = CliRunner().invoke(analyze, ["report", str(dataset), "-o",
+                                          str(tmp_path / "c.html")])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "c.md").read_text()
+    assert "7 verdicts are too many to list here" in md and "| twitter-image |" not in md
+    html = (tmp_path / "c.html").read_text()
+    assert "<h2>Per network and day</h2>" in html and "too many to list" in html
 
 
 def test_load_gives_the_same_tables_from_a_dataset(runs: Path, dataset: Path) -> None:

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from probe.results.jsonl import Skip
@@ -112,6 +113,36 @@ def skipped(ds: Dataset, batches: Iterable[Batch] | None = None) -> list[Skip]:
     """The malformed lines ingest left out (named on its standard error then)."""
     df = frame(ds, "skipped", ["path", "line", "reason"], batches)
     return [Skip(Path(p), int(n), str(why)) for p, n, why in df.itertuples(index=False)]
+
+
+CAMPAIGN_COLUMNS = ["network", "day", "runs", "judged", "throttled", "share_throttled",
+                    "ci_low", "ci_high", "median_throttled_kbps"]
+Z95 = 1.959964
+
+
+def campaign(ds: Dataset) -> pd.DataFrame:
+    """Per network and day, over Twitter targets of the main experiment: the runs behind
+    the figures, targets judged ok or throttled, the throttled share with its 95 % Wilson
+    interval (honest for a handful of runs, unlike share +- 2 standard errors), and the
+    median throttled rate."""
+    files = ds.files("verdicts")
+    if not files:
+        return pd.DataFrame(columns=CAMPAIGN_COLUMNS)
+    sql = f"""
+        SELECT network, day, count(DISTINCT run_id) AS runs,
+               count(*) FILTER (WHERE verdict IN ('ok', 'throttled')) AS judged,
+               count(*) FILTER (WHERE verdict = 'throttled') AS throttled,
+               median(rate_kbps) FILTER (WHERE verdict = 'throttled') AS median_throttled_kbps
+        FROM {_SCAN}
+        WHERE experiment = 'target' AND family = 'twitter' AND network IS NOT NULL
+        GROUP BY network, day ORDER BY network, day"""
+    df = connect().execute(sql, {"files": files}).df()
+    n = df["judged"].astype(float)
+    share = (df["throttled"] / n).where(n > 0)
+    centre = (share + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * np.sqrt(share * (1 - share) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
+    df["share_throttled"], df["ci_low"], df["ci_high"] = share, centre - half, centre + half
+    return df[CAMPAIGN_COLUMNS]
 
 
 class StoredResults(Results):
