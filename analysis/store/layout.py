@@ -18,8 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probe.results.atomic import write_bytes, write_text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MARKER = "dataset.json"
 FORMAT = "throttle-probe-dataset"
@@ -78,7 +82,7 @@ class Dataset:
             if root.exists() and (not root.is_dir() or any(root.iterdir())):
                 raise DatasetError(f"{root}: exists and is not a dataset (nor an empty folder)")
             (root / BATCHES).mkdir(parents=True, exist_ok=True)
-            from .schema import PARTITION, TABLE_NAMES
+            from .schema import PARTITION, TABLE_NAMES  # pyarrow: only to make a dataset
 
             write_text(root / MARKER, json.dumps({
                 "format": FORMAT, "version": FORMAT_VERSION, "partitioning": list(PARTITION),
@@ -139,7 +143,7 @@ class Dataset:
         return removed
 
 
-def parquet_bytes(table: object) -> bytes:
+def parquet_bytes(table: pa.Table) -> bytes:
     """A pyarrow Table as the bytes of one zstd-compressed Parquet file."""
     import pyarrow.parquet as pq
 

@@ -154,6 +154,7 @@ class StoredResults(Results):
 
     def __init__(self, ds: Dataset, batches: list[Batch] | None = None,
                  run_ids: set[str] | None = None) -> None:
+        # Results.__init__ reads run folders; here every table comes from the dataset.
         self.dataset = ds
         self.folders = []
         self._batches = ds.batches if batches is None else batches
