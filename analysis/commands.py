@@ -150,9 +150,9 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
               help="HTML file to write; a Markdown twin (same name, .md) and its PNGs go beside.")
 def report(folders: tuple[Path, ...], out: Path) -> None:
     """A self-contained HTML report (and a Markdown twin): verdicts, throughput over time,
-    CDFs and timelines across runs, each plot explained in a sentence. From a dataset, it
-    adds the throttled share per network and day with 95 % intervals, and lists the
-    verdicts only when there are at most 2,000.
+    CDFs and timelines across runs, each plot explained in a sentence. The verdict table
+    lists at most 2,000 verdicts (beyond that, `verdicts --format csv` does); from a
+    dataset, the report adds the throttled share per network and day with 95 % intervals.
 
     Malformed lines are skipped, named and counted as for `verdicts`.
     """
