@@ -1,6 +1,7 @@
 """`probe analyze`: turn result folders and public datasets into verdicts and reports.
 
-`dataset` lives here; `verdicts`, `report` and `aggregate` in analysis/commands.py.
+`dataset` lives here; `verdicts`, `report` and `aggregate` in analysis/commands.py;
+`ingest` in analysis/store/command.py.
 The group is wired into `probe` by probe/cli.py (lazily, so pandas and
 matplotlib load only when analysing).
 """
@@ -16,6 +17,7 @@ import click
 
 from analysis.commands import aggregate, report, verdicts
 from analysis.datasets import DatasetError
+from analysis.store.command import ingest
 
 EXIT_BAD_INPUT = 2
 
@@ -28,6 +30,7 @@ def analyze() -> None:
 analyze.add_command(verdicts)
 analyze.add_command(report)
 analyze.add_command(aggregate)
+analyze.add_command(ingest)
 
 
 @analyze.command("dataset")

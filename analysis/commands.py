@@ -1,4 +1,8 @@
-"""Click commands `verdicts`, `report` and `aggregate` (added to the `probe analyze` group)."""
+"""Click commands `verdicts`, `report` and `aggregate` (added to the `probe analyze` group).
+
+Each takes run folders or one dataset folder (`probe analyze ingest`); a dataset is
+answered from what ingest stored, with DuckDB, without reading samples again.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ import click
 import pandas as pd
 
 if TYPE_CHECKING:
+    from probe.results.jsonl import Skip
+
     from .load import Results
+    from .store.layout import Dataset
 
 EXIT_BAD_INPUT = 2
 _FOLDERS = click.argument("folders", nargs=-1, required=True,
@@ -38,11 +45,34 @@ def _load(folders: tuple[Path, ...]) -> Results:  # the import stays lazy: start
     return results
 
 
-def _count_skipped(results: Results) -> None:
-    """The closing line on stderr when malformed lines were left out (each was named above)."""
-    if results.skipped:
-        files = len({s.path for s in results.skipped})
-        click.echo(f"skipped {len(results.skipped)} malformed line(s) in {files} file(s); "
+def _dataset(folders: tuple[Path, ...]) -> Dataset | None:
+    """The dataset given instead of run folders, if one was; warns when its verdicts came
+    from other verdict rules than these."""
+    from .store import rules
+    from .store.layout import Dataset, DatasetError, is_dataset
+
+    if not any(is_dataset(f) for f in folders):
+        return None
+    if len(folders) != 1:
+        _fail("give one dataset, or run folders, not both")
+    try:
+        ds = Dataset(folders[0])
+    except DatasetError as exc:
+        _fail(str(exc))
+    if ds.verdict_rules != rules.version():
+        click.echo(f"warning: {ds.root} holds verdicts of other verdict rules "
+                   f"({ds.verdict_rules}; these are {rules.version()}); "
+                   f"`probe analyze ingest --recompute --into {ds.root}` re-derives them",
+                   err=True)
+    return ds
+
+
+def _count_skipped(skipped: list[Skip]) -> None:
+    """The closing line on stderr when malformed lines were left out (each was named above,
+    or, for a dataset, when it was ingested)."""
+    if skipped:
+        files = len({s.path for s in skipped})
+        click.echo(f"skipped {len(skipped)} malformed line(s) in {files} file(s); "
                    "the results above are from the rest", err=True)
 
 
@@ -88,17 +118,30 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
     """One verdict per target and run: ok, throttled, blocked, dns-tampered, tls-tampered or
     inconclusive, with the rates, their ratio, a bootstrap p-value and a one-line explanation.
 
-    FOLDERS are run folders or folders holding run folders. A malformed line (in a JSONL,
-    a CSV or run.json) is skipped with a warning naming its file and line, and counted at
-    the end; the other lines and folders are judged as usual.
+    FOLDERS are run folders or folders holding run folders, or one dataset folder
+    (`probe analyze ingest`). A malformed line (in a JSONL, a CSV or run.json) is skipped
+    with a warning naming its file and line, and counted at the end; the other lines and
+    folders are judged as usual.
     """
     from .verdicts import verdicts as compute
 
+    columns = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
+               "control_rate_kbps", "ratio", "p_value", "explanation"]
+    ds = _dataset(folders)
+    if ds is not None:
+        from .store import query
+
+        if fmt == "csv":  # the bulk format: straight from DuckDB
+            sys.stdout.flush()
+            query.verdicts_csv(ds, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            _emit(query.verdicts(ds), fmt, columns)
+        _count_skipped(query.skipped(ds))
+        return
     results = _load(folders)
-    rows = compute(results)
-    _emit(rows, fmt, ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
-                      "control_rate_kbps", "ratio", "p_value", "explanation"])
-    _count_skipped(results)
+    _emit(compute(results), fmt, columns)
+    _count_skipped(results.skipped)
 
 
 @click.command()
@@ -107,7 +150,9 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
               help="HTML file to write; a Markdown twin (same name, .md) and its PNGs go beside.")
 def report(folders: tuple[Path, ...], out: Path) -> None:
     """A self-contained HTML report (and a Markdown twin): verdicts, throughput over time,
-    CDFs and timelines across runs, each plot explained in a sentence.
+    CDFs and timelines across runs, each plot explained in a sentence. The verdict table
+    lists at most 2,000 verdicts (beyond that, `verdicts --format csv` does); from a
+    dataset, the report adds the throttled share per network and day with 95 % intervals.
 
     Malformed lines are skipped, named and counted as for `verdicts`.
     """
@@ -115,14 +160,22 @@ def report(folders: tuple[Path, ...], out: Path) -> None:
 
     if out.suffix.lower() not in (".html", ".htm"):
         _fail(f"{out}: the report name must end in .html (a .md twin goes beside)")
-    results = _load(folders)
+    ds = _dataset(folders)
     try:
-        paths = write_report(results, out)
+        if ds is not None:
+            from .store.query import StoredResults, campaign
+
+            results: Results = StoredResults(ds)
+            paths = write_report(results, out, results.stored_verdicts(),
+                                 results.stored_transfers(), campaign(ds))
+        else:
+            results = _load(folders)
+            paths = write_report(results, out)
     except OSError as exc:
         _fail(f"cannot write the report {out}: {exc.strerror or exc}")
     for p in paths:
         click.echo(str(p))
-    _count_skipped(results)
+    _count_skipped(results.skipped)
 
 
 @click.command()
@@ -138,6 +191,13 @@ def aggregate(folders: tuple[Path, ...], fmt: str) -> None:
     from .aggregate import aggregate as compute
     from .verdicts import verdicts as verdict_rows
 
+    ds = _dataset(folders)
+    if ds is not None:
+        from .store import query
+
+        _emit(query.aggregate(ds), fmt, COLUMNS)
+        _count_skipped(query.skipped(ds))
+        return
     results = _load(folders)
     _emit(compute(verdict_rows(results), results), fmt, COLUMNS)
-    _count_skipped(results)
+    _count_skipped(results.skipped)

@@ -45,6 +45,8 @@ from probe.results import csvs, identity, jsonl
 from probe.results.jsonl import MAX_LINE_BYTES, OnSkip, Skip
 from probe.results.schema import FILES, Column
 
+from .store.layout import is_dataset
+
 TABLES = {"transfers": "transfers.csv", "samples": "samples.csv", "tcpinfo": "tcpinfo.csv",
           "dns": "dns.csv", "tls": "tls.csv", "tcp": "tcp.csv"}
 MEASUREMENT_COLUMNS = ["run_id", "measurement_id", "measurement_start_time", "repetition",
@@ -147,6 +149,11 @@ class Results:
                 texts.append((folder / file, _read_text(folder / file, self._skip)))
         return _parse(FILES[file], texts, self._skip)
 
+    def for_runs(self, run_ids: Iterable[str]) -> Results:
+        """Results to read these runs' tables from: run folders are read whole, once, so
+        this is all of them; a dataset (analysis.store.query) reads just these runs."""
+        return self
+
     @cached_property
     def transfers(self) -> pd.DataFrame:
         return self.table("transfers")
@@ -200,10 +207,23 @@ class Results:
 
 
 def load(paths: Iterable[str | Path] | str | Path) -> Results:
-    """Read run folders (or folders of run folders) into tidy DataFrames, loaded lazily."""
+    """Read run folders (or folders of run folders) into tidy DataFrames, loaded lazily;
+    a dataset folder (`probe analyze ingest`) is read with `load_dataset`."""
     if isinstance(paths, str | Path):
         paths = [paths]
+    paths = list(paths)
+    if any(is_dataset(p) for p in paths):
+        if len(paths) != 1:
+            raise ValueError("give one dataset, or run folders, not both")
+        return load_dataset(paths[0])
     return Results(run_folders(paths))
+
+
+def load_dataset(path: str | Path) -> Results:
+    """The same tables from a dataset folder, read with DuckDB (analysis.store.query)."""
+    from .store.query import load_dataset as read
+
+    return read(path)
 
 
 def _run_info(folder: Path, on_skip: OnSkip) -> dict:

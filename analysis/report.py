@@ -33,6 +33,8 @@ MAX_STEPS = 2000  # per line: 1200 half-second steps cover the probe's longest t
 COLORS = {"twitter": "#d62728", "control": "#1f77b4"}
 VERDICT_COLUMNS = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
                    "control_rate_kbps", "ratio", "p_value", "explanation"]
+# Beyond this many verdicts the page would grow by megabytes; the CSV lists them instead.
+MAX_VERDICT_ROWS = 2000
 
 
 @dataclass
@@ -62,7 +64,8 @@ def throughput_figure(r: Results, table: pd.DataFrame, rows: pd.DataFrame) -> Fi
     counts = rows[rows["verdict"] == "throttled"].groupby("run_id").size()
     run_id = counts.idxmax() if len(counts) else main["run_id"].iloc[0]
     main = main[main["run_id"] == run_id]
-    by_id = rate_series(r)  # the wire count where recorded: TLS releases the body in steps
+    # the wire count where recorded: TLS releases the body in steps
+    by_id = rate_series(r.for_runs([run_id]))
     fig, ax = plt.subplots(figsize=(8, 4))
     for family, g in main.groupby("family"):
         for i, t in enumerate(g.itertuples()):
@@ -174,6 +177,14 @@ VERDICT_HELP = ("One row per target and run. rate and control rate are median st
                 "(sni: the TLS server name; ip: the destination).")
 
 
+CAMPAIGN_HELP = ("Twitter targets of the main experiment, per network (the run's ASN, else "
+                 "its label) and UTC day. runs: runs behind the figures; judged: targets "
+                 "found ok or throttled (inconclusive and failed ones are left out of the "
+                 "share); share_throttled: throttled / judged, with its 95 % Wilson "
+                 "interval (ci_low-ci_high: wide when few runs stand behind it); the median "
+                 "throttled rate is in kbit/s.")
+
+
 def _cell(v: object) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return ""
@@ -182,47 +193,82 @@ def _cell(v: object) -> str:
     return str(v)
 
 
-def _html(summary: str, rows: pd.DataFrame, figures: list[Figure]) -> str:
-    head = "".join(f"<th>{for_html(c)}</th>" for c in VERDICT_COLUMNS)
+def _html_table(df: pd.DataFrame, columns: list[str], row_class: str | None = None) -> str:
+    head = "".join(f"<th>{for_html(c)}</th>" for c in columns)
     body = "".join(
-        f'<tr class="{for_html(row["verdict"])}">'
-        + "".join(f"<td>{for_html(_cell(row[c]))}</td>" for c in VERDICT_COLUMNS) + "</tr>"
-        for _, row in rows.iterrows())
+        (f'<tr class="{for_html(row[row_class])}">' if row_class else "<tr>")
+        + "".join(f"<td>{for_html(_cell(row[c]))}</td>" for c in columns) + "</tr>"
+        for _, row in df.iterrows())
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _md_table(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(for_markdown(_cell(row[c])) for c in columns) + " |")
+    return lines
+
+
+def _too_many(rows: pd.DataFrame) -> str | None:
+    """Why the verdict table is left out, when it is."""
+    if len(rows) <= MAX_VERDICT_ROWS:
+        return None
+    return (f"{len(rows)} verdicts are too many to list here (at most {MAX_VERDICT_ROWS}): "
+            "`probe analyze verdicts` with `--format csv` lists them all.")
+
+
+def _html(summary: str, rows: pd.DataFrame, figures: list[Figure],
+          campaign: pd.DataFrame | None = None) -> str:
     figs = "".join(
         f"<h2>{for_html(f.title)}</h2><p>{for_html(f.caption)}</p>"
         f'<img alt="{for_html(f.title)}" src="data:image/png;base64,'
         f'{base64.b64encode(f.png).decode()}">' for f in figures)
+    per_network = "" if campaign is None else (
+        f"<h2>Per network and day</h2><p>{for_html(CAMPAIGN_HELP)}</p>"
+        + _html_table(campaign, list(campaign.columns)))
+    too_many = _too_many(rows)
+    listed = (f"<p>{for_html(too_many)}</p>" if too_many
+              else _html_table(rows, VERDICT_COLUMNS, "verdict"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Throttling report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
 tr.throttled{{background:#fdd}}tr.ok{{background:#efe}}tr.inconclusive{{background:#ffd}}
 img{{max-width:100%}}</style></head><body>
-<h1>Throttling report</h1><p>{for_html(INTRO)}</p><p>{for_html(summary)}</p>
+<h1>Throttling report</h1><p>{for_html(INTRO)}</p><p>{for_html(summary)}</p>{per_network}
 <h2>Verdicts</h2><p>{for_html(VERDICT_HELP)}</p>
-<table><tr>{head}</tr>{body}</table>{figs}
+{listed}{figs}
 </body></html>
 """
 
 
-def _markdown(summary: str, rows: pd.DataFrame, figures: list[Figure], stem: str) -> str:
-    lines = ["# Throttling report", "", INTRO, "", summary, "", "## Verdicts", "", VERDICT_HELP,
-             "", "| " + " | ".join(VERDICT_COLUMNS) + " |",
-             "| " + " | ".join("---" for _ in VERDICT_COLUMNS) + " |"]
-    for _, row in rows.iterrows():
-        lines.append("| " + " | ".join(for_markdown(_cell(row[c])) for c in VERDICT_COLUMNS)
-                     + " |")
+def _markdown(summary: str, rows: pd.DataFrame, figures: list[Figure], stem: str,
+              campaign: pd.DataFrame | None = None) -> str:
+    lines = ["# Throttling report", "", INTRO, "", summary, ""]
+    if campaign is not None:
+        lines += ["## Per network and day", "", CAMPAIGN_HELP, "",
+                  *_md_table(campaign, list(campaign.columns)), ""]
+    too_many = _too_many(rows)
+    lines += ["## Verdicts", "", VERDICT_HELP, "",
+              *([for_markdown(too_many)] if too_many else _md_table(rows, VERDICT_COLUMNS))]
     for f in figures:
         lines += ["", f"## {f.title}", "", f.caption, "", f"![{f.title}]({stem}-{f.name}.png)"]
     return "\n".join(lines) + "\n"
 
 
-def write_report(r: Results, out: Path) -> list[Path]:
-    """Write OUT (HTML), OUT with .md and the PNGs beside it; returns the paths written."""
+def write_report(r: Results, out: Path, rows: pd.DataFrame | None = None,
+                 table: pd.DataFrame | None = None,
+                 campaign: pd.DataFrame | None = None) -> list[Path]:
+    """Write OUT (HTML), OUT with .md and the PNGs beside it; returns the paths written.
+
+    `rows` (verdicts) and `table` (transfer_table) are derived from `r` unless given,
+    e.g. as a dataset stored them; `campaign` (a dataset's per network and day figures,
+    analysis.store.query.campaign) adds a section of them.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = verdicts(r)
-    table = transfer_table(r)
+    rows = verdicts(r) if rows is None else rows
+    table = transfer_table(r) if table is None else table
     figures = [f for f in (throughput_figure(r, table, rows) if len(table) else None,
                            cdf_figure(table) if len(table) else None,
                            timeline_figure(table, rows) if len(table) else None) if f]
@@ -233,6 +279,6 @@ def write_report(r: Results, out: Path) -> list[Path]:
         write_bytes(path, f.png)
         written.append(path)
     md = out.with_suffix(".md")
-    write_text(md, _markdown(summary, rows, figures, out.stem))
-    write_text(out, _html(summary, rows, figures))
+    write_text(md, _markdown(summary, rows, figures, out.stem, campaign))
+    write_text(out, _html(summary, rows, figures, campaign))
     return [out, md, *written]

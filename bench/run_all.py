@@ -1,4 +1,5 @@
-"""`make bench`: run every bench/bench_*.py in turn and show what each measured.
+"""`make bench`: run every bench/bench_*.py, then bench/dataset_scale.py (at its small
+default size), in turn and show what each measured.
 
 Benchmarks print their own figures; this runner only sequences them so they
 never compete for the CPU, and fails if any of them fails.
@@ -14,7 +15,7 @@ from pathlib import Path
 def main() -> int:
     here = Path(__file__).resolve().parent
     failed = []
-    for script in sorted(here.glob("bench_*.py")):
+    for script in [*sorted(here.glob("bench_*.py")), here / "dataset_scale.py"]:
         print(f"\n== {script.name} ==", flush=True)
         if subprocess.run([sys.executable, str(script)], cwd=here.parent).returncode != 0:
             failed.append(script.name)

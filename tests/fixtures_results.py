@@ -305,7 +305,8 @@ def measurement(run_id: str, spec: Spec, rep: int, started: dt.datetime, seed: i
         "bogons": ["10.10.34.35"] if bogus else [],
     })
     failure = None
-    extra = {"dns_consistency": {"bogons": [], "inconsistent": False}, "address": address}
+    # in the order the probe writes them (probe/measurement/context.py)
+    extra = {"address": address, "dns_consistency": {"bogons": [], "inconsistent": False}}
     if bogus:
         failure = "dns_bogon_error"
         extra["address"] = None
