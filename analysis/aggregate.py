@@ -19,7 +19,7 @@ from .load import Results
 
 COLUMNS = ["network", "day", "runs", "targets", "throttled", "ok", "inconclusive", "failed",
            "share_throttled", "median_throttled_kbps"]
-INTERVAL_COLUMNS = ["share_low", "share_high"]
+FAILED = ("blocked", "dns-tampered", "tls-tampered")
 
 
 def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float] | None:
@@ -56,25 +56,24 @@ def aggregate(verdict_rows: pd.DataFrame, results: Results | pd.DataFrame) -> pd
     if not len(verdict_rows) or not len(runs):
         return pd.DataFrame(columns=COLUMNS)
     v = main_rows(verdict_rows, runs)
-    rows = []
-    for (network, d), g in v.groupby(["network", "day"], sort=True):
-        throttled = int((g["verdict"] == "throttled").sum())
-        ok = int((g["verdict"] == "ok").sum())
-        rates = g.loc[g["verdict"] == "throttled", "rate_kbps"].dropna()
-        rows.append({
-            "network": network, "day": d, "runs": int(g["run_id"].nunique()),
-            "targets": len(g), "throttled": throttled, "ok": ok,
-            "inconclusive": int((g["verdict"] == "inconclusive").sum()),
-            "failed": int(g["verdict"].isin(["blocked", "dns-tampered", "tls-tampered"]).sum()),
-            "share_throttled": throttled / (throttled + ok) if throttled + ok else None,
-            "median_throttled_kbps": float(rates.median()) if len(rates) else None,
-        })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    key = [v["network"], v["day"]]
+    verdict = v["verdict"]
+    counts = pd.DataFrame({"throttled": verdict.eq("throttled"), "ok": verdict.eq("ok"),
+                           "inconclusive": verdict.eq("inconclusive"),
+                           "failed": verdict.isin(FAILED)}).groupby(key).sum().astype(int)
+    counts["runs"] = v["run_id"].groupby(key).nunique()
+    counts["targets"] = verdict.groupby(key).size()
+    judged = counts["throttled"] + counts["ok"]
+    counts["share_throttled"] = (counts["throttled"] / judged).where(judged > 0)
+    hit = verdict.eq("throttled")
+    counts["median_throttled_kbps"] = v.loc[hit, "rate_kbps"].groupby(
+        [v.loc[hit, "network"], v.loc[hit, "day"]]).median()
+    return counts.rename_axis(["network", "day"]).reset_index()[COLUMNS]
 
 
 def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
     """`table` (aggregate's columns) with the 95% Wilson interval of `share_throttled`
-    (`share_low`, `share_high`; None where no target was judged ok or throttled)."""
+    (`share_low`, `share_high`; missing where no target was judged ok or throttled)."""
     out = table.copy()
     cis = [wilson(int(k), int(k) + int(o)) for k, o in zip(out["throttled"], out["ok"],
                                                             strict=True)]

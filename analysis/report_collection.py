@@ -312,16 +312,17 @@ def render_html(c: Collection, png: bytes | None, skipped: int = 0,
 
 def render_markdown(c: Collection, png_name: str | None, skipped: int = 0,
                     run_report: str | None = None) -> str:
-    """The Markdown twin; the figure is a PNG beside it."""
+    """The Markdown twin; the figure is a PNG beside it. Only the table cells hold text from
+    results (the intro, summary and captions are ours), so only they are escaped."""
     m = for_markdown
-    out = ["# Throttling report: collection", "", m(INTRO), "", m(_summary(c, skipped)), ""]
+    out = ["# Throttling report: collection", "", INTRO, "", _summary(c, skipped), ""]
     if run_report:
         out += [f"Per-run detail of the chosen runs: [{m(run_report)}.md]({run_report}.md)", ""]
     if png_name:
-        out += [f"## {FIGURE_TITLE}", "", m(FIGURE_CAPTION), "",
+        out += [f"## {FIGURE_TITLE}", "", FIGURE_CAPTION, "",
                 f"![{FIGURE_TITLE}]({png_name})", ""]
     for t in tables(c):
-        out += [f"## {t.title}", "", m(t.caption), ""]
+        out += [f"## {t.title}", "", t.caption, ""]
         if not t.rows:
             out += ["None.", ""]
             continue
