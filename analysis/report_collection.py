@@ -19,6 +19,7 @@ import base64
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -290,8 +291,8 @@ def render_html(c: Collection, png: bytes | None, skipped: int = 0,
              "<h1>Throttling report: collection</h1>",
              f"<p>{e(INTRO)}</p><p>{e(_summary(c, skipped))}</p>"]
     if run_report:
-        parts.append(f"<p>Per-run detail of the chosen runs: <a href='{e(run_report)}.html'>"
-                     f"{e(run_report)}.html</a>.</p>")
+        parts.append(f"<p>Per-run detail of the chosen runs: <a href='{e(quote(run_report))}"
+                     f".html'>{e(run_report)}.html</a>.</p>")
     if png:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{e(FIGURE_TITLE)}</h2><p>{e(FIGURE_CAPTION)}</p>"
@@ -317,7 +318,8 @@ def render_markdown(c: Collection, png_name: str | None, skipped: int = 0,
     m = for_markdown
     out = ["# Throttling report: collection", "", INTRO, "", _summary(c, skipped), ""]
     if run_report:
-        out += [f"Per-run detail of the chosen runs: [{m(run_report)}.md]({run_report}.md)", ""]
+        out += [f"Per-run detail of the chosen runs: [{m(run_report)}.md]({quote(run_report)}.md)",
+                ""]
     if png_name:
         out += [f"## {FIGURE_TITLE}", "", FIGURE_CAPTION, "",
                 f"![{FIGURE_TITLE}]({png_name})", ""]
