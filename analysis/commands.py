@@ -148,15 +148,26 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
 @_FOLDERS
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="HTML file to write; a Markdown twin (same name, .md) and its PNGs go beside.")
-def report(folders: tuple[Path, ...], out: Path) -> None:
+@click.option("--collection", is_flag=True,
+              help="The collection report (per network and day), whatever the number of "
+                   "runs; it is the default past 20 runs.")
+@click.option("--run", "run_ids", multiple=True, metavar="ID",
+              help="The per-row report of this run only (repeatable); with --collection, "
+                   "written beside OUT as OUT-runs.html and linked from it.")
+def report(folders: tuple[Path, ...], out: Path, collection: bool,
+           run_ids: tuple[str, ...]) -> None:
     """A self-contained HTML report (and a Markdown twin): verdicts, throughput over time,
-    CDFs and timelines across runs, each plot explained in a sentence. The verdict table
-    lists at most 2,000 verdicts (beyond that, `verdicts --format csv` does); from a
-    dataset, the report adds the throttled share per network and day with 95 % intervals.
+    CDFs and timelines across runs, each plot explained in a sentence. Past 20 runs, the
+    report of the collection instead: per network and day, the throttled share with its
+    95% interval, the median throttled rate, change points and the runs behind each figure.
+    The per-row report lists at most 2,000 verdicts (beyond that, `verdicts --format csv`
+    does); from a dataset it adds the throttled share per network and day, and `--run`
+    needs run folders.
 
     Malformed lines are skipped, named and counted as for `verdicts`.
     """
     from .report import write_report
+    from .reports import UnknownRun, write_reports
 
     if out.suffix.lower() not in (".html", ".htm"):
         _fail(f"{out}: the report name must end in .html (a .md twin goes beside)")
@@ -165,12 +176,17 @@ def report(folders: tuple[Path, ...], out: Path) -> None:
         if ds is not None:
             from .store.query import StoredResults, campaign
 
-            results: Results = StoredResults(ds)
-            paths = write_report(results, out, results.stored_verdicts(),
-                                 results.stored_transfers(), campaign(ds))
+            if run_ids:
+                _fail("--run needs run folders: a dataset's report is of the collection")
+            stored = StoredResults(ds)
+            paths, results = write_reports(
+                stored, out, collection, rows=stored.stored_verdicts(),
+                per_row=lambda r, o: write_report(r, o, stored.stored_verdicts(),
+                                                  stored.stored_transfers(), campaign(ds)))
         else:
-            results = _load(folders)
-            paths = write_report(results, out)
+            paths, results = write_reports(_load(folders), out, collection, run_ids)
+    except UnknownRun as exc:
+        _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot write the report {out}: {exc.strerror or exc}")
     for p in paths:

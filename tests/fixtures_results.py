@@ -23,6 +23,7 @@ RTT and the losses. Run folders are written with the probe's own writers
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -379,3 +380,19 @@ def congested(rate_kbps: float = 1500, rtt_ms: float = 60) -> Path_:
     """A busy shared link: capacity wanders around `rate_kbps`, 0.5 % random loss."""
     return Path_("congested", rate_kbps=rate_kbps, rtt_ms=rtt_ms, buffer_pkts=40,
                  loss=0.005, wander=0.35)
+
+
+def copy_run(src: Path, out: Path, run_id: str, start: dt.datetime,
+             asn: str | None = None) -> Path:
+    """A copy of run folder `src` under a new run id, start time and ASN: many runs from a
+    few simulated ones (for collection reports), at the cost of a file copy each."""
+    folder = out / run_id
+    folder.mkdir(parents=True)
+    for f in src.iterdir():
+        (folder / f.name).write_text(f.read_text().replace(src.name, run_id))
+    info = json.loads((folder / "run.json").read_text())
+    info["start"] = run_folder.iso(start)
+    if asn:
+        info["asn"] = asn
+    run_folder.write_run_json(folder, info)
+    return folder

@@ -109,6 +109,27 @@ def test_the_report_keeps_hostile_names_as_text(hostile: Path, tmp_path: Path) -
     assert "<script" not in page and "\x1b" not in page and "&lt;script&gt;" in page
 
 
+def test_the_collection_report_keeps_hostile_names_as_text(hostile: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    res = CliRunner().invoke(report, [str(hostile), "--collection", "--run", RUN_ID,
+                                      "-o", str(out)])
+    assert res.exit_code == 0, res.output  # the label in the legend is no math either
+    md = out.with_suffix(".md").read_text()
+    tables = re.findall(r"(?:^\|.*\n)+", md, flags=re.M)
+    assert len(tables) == 3  # networks, per network and day, runs worth a look
+    for table in tables:  # no row broken by a newline, no cell split by a pipe
+        assert len({_unescaped_pipes(x) for x in table.splitlines()}) == 1, table
+    rendered = MD.render(md)
+    assert "<td>lab\\x1b]0;pwned\\x07[bold]net\\n&lt;img src=x&gt;</td>" in rendered
+    assert re.findall(r'<img src="([^"]*)"', rendered) == ["report-timeline.png"]
+    assert "<script" not in rendered and "\x1b" not in md and "<img src=x" not in rendered
+    page = out.read_text()
+    assert "<script" not in page and "\x1b" not in page and "&lt;img src=x&gt;" in page
+    assert "20210312T090000Z-$\\undefinedmacro$" in page  # the run worth a look, as text
+    detail = (tmp_path / "report-runs.html").read_text()
+    assert "<script" not in detail and "&lt;script&gt;" in detail
+
+
 @pytest.mark.parametrize("command", [verdicts, aggregate])
 def test_terminal_tables_show_hostile_names_without_obeying_them(
         hostile: Path, command: object) -> None:

@@ -5,12 +5,12 @@ whether landline throttling dropped when it was lifted on 17 May 2021.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
 
+from analysis.aggregate import wilson
 from analysis.changepoint import Settings, detect
 from analysis.missing import or_none
 
@@ -71,16 +71,6 @@ def _stats(rows: pd.DataFrame, verdict: str) -> dict[str, Any]:
         if throttled
         else None,
     }
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """95% Wilson score interval of a share (good at small n and near 0 or 1)."""
-    if n == 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _daily_counts(rows: pd.DataFrame, verdict: str, days: pd.DatetimeIndex) -> pd.DataFrame:
