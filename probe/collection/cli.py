@@ -12,6 +12,7 @@ import click
 
 from probe.server.config import label, parse_listen
 
+from .ratelimit import NETWORK_FACTOR
 from .server import Collector, CollectorConfig
 from .store import StoreError
 
@@ -49,9 +50,28 @@ def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
 @click.option("--request-timeout", type=click.FloatRange(0.1),
               default=_defaults.request_timeout, show_default=True,
               help="Seconds for a whole request, its body included.")
+@click.option("--rate-limit", type=click.FloatRange(0), default=_defaults.rate_limit,
+              show_default=True,
+              help=f"Requests a second per client address (its /24 or /64 network: "
+                   f"{NETWORK_FACTOR} times as many); over it, 429 with Retry-After. 0: no "
+                   "limit (behind a proxy, where every client has the proxy's address).")
+@click.option("--rate-burst", type=click.IntRange(1), default=_defaults.rate_burst,
+              show_default=True,
+              help="Requests a client address may send at once before --rate-limit paces "
+                   "it (a run's measurements are sent back to back).")
+@click.option("--max-open-reports", type=click.IntRange(1),
+              default=_defaults.max_open_reports, show_default=True,
+              help="Reports open at once; one more is refused with 503 once those idle "
+                   "too long are closed.")
+@click.option("--max-open-reports-per-client", type=click.IntRange(0),
+              default=_defaults.max_open_reports_per_client, show_default=True,
+              help="Reports open at once per client network (/24 or /64); one more is "
+                   "refused with 429. 0: no cap per client (behind a proxy).")
 def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: Path | None,
             plain_http: bool, log_file: Path | None, log_client_address: bool,
-            max_connections: int, header_timeout: float, request_timeout: float) -> None:
+            max_connections: int, header_timeout: float, request_timeout: float,
+            rate_limit: float, rate_burst: int, max_open_reports: int,
+            max_open_reports_per_client: int) -> None:
     """Collect measurements from `probe submit` (OONI's collector protocol, bk-003).
 
     Every measurement is checked, then appended to DATA/reports/<report_id>/
@@ -66,6 +86,8 @@ def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: P
         data=data, listen=listen, cert=cert, key=key, plain_http=plain_http, log=log_file,
         log_client_address=log_client_address, max_connections=max_connections,
         header_timeout=header_timeout, request_timeout=request_timeout,
+        rate_limit=rate_limit, rate_burst=rate_burst, max_open_reports=max_open_reports,
+        max_open_reports_per_client=max_open_reports_per_client,
     )
     try:
         collector = Collector(config)
@@ -90,6 +112,10 @@ def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: P
         raise click.ClickException(f"cannot listen: {exc}") from None
     if collector.certificates is None:
         click.echo("plain HTTP: keep a TLS-terminating reverse proxy in front", err=True)
+        if rate_limit or max_open_reports_per_client:
+            click.echo("behind a proxy every client has its address: limit the rate at "
+                       "the proxy and pass --rate-limit 0 --max-open-reports-per-client 0",
+                       err=True)
     else:
         origin = "self-signed" if collector.certificates.generated else str(cert)
         click.echo(f"certificate ({origin}) SHA-256 {collector.certificates.fingerprint}",

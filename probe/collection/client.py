@@ -1,7 +1,8 @@
 """Talking to a collector (bk-003): open, append, close, with bounded retries.
 
-A network failure or a 5xx (or 408/429) is retried after each of RETRY_DELAYS and then
-given up as `Unreachable`: the run stays queued for a later `probe submit`. A 4xx is
+A network failure or a 5xx (or 408/429) is retried after each of RETRY_DELAYS (or
+the collector's longer `Retry-After`, up to MAX_RETRY_AFTER_S) and then given up as
+`Unreachable`: the run stays queued for a later `probe submit`. A 4xx is
 the collector's answer about this one request (`Refused`). TLS is always verified;
 `--ca-bundle` adds a trust root to the system's. A proxy (`socks5://`, `socks5h://`,
 `http://`) carries every request, e.g. Tor's SOCKS port; the collector's name is then
@@ -25,6 +26,7 @@ from probe import __version__
 from . import protocol
 
 RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0)
+MAX_RETRY_AFTER_S = 60.0  # a longer wait asked for is cut to this: the retries stay bounded
 TIMEOUT_S = 60.0  # generous: over Tor a request can take many seconds
 TRANSIENT = frozenset({408, 429})
 PROXY_SCHEMES = ("socks5", "socks5h", "http", "https")
@@ -91,6 +93,13 @@ def _error_text(response: httpx.Response) -> str:
     return response.text[:200].strip() or response.reason_phrase
 
 
+def _retry_after(response: httpx.Response) -> float:
+    """The seconds a `Retry-After` header asks to wait (0: none, or an HTTP date, which
+    our collector never sends), at most MAX_RETRY_AFTER_S."""
+    text = response.headers.get("Retry-After", "").strip()
+    return min(float(text), MAX_RETRY_AFTER_S) if text.isascii() and text.isdigit() else 0.0
+
+
 class Collector:
     """One collector, reached directly or through a proxy."""
 
@@ -126,10 +135,11 @@ class Collector:
         """POST, retried on network failures and server errors; the JSON answer of a 200."""
         data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"}
-        last = ""
+        last, asked = "", 0.0
         for attempt in range(len(self.delays) + 1):
             if attempt:
-                self.sleep(self.delays[attempt - 1])
+                self.sleep(max(self.delays[attempt - 1], asked))
+                asked = 0.0
             try:
                 response = self._http.post(self.url + path, content=data, headers=headers)
             except httpx.TransportError as exc:
@@ -137,6 +147,7 @@ class Collector:
                 continue
             if response.status_code >= 500 or response.status_code in TRANSIENT:
                 last = f"{response.status_code} {_error_text(response)}"
+                asked = _retry_after(response)
                 continue
             if response.status_code != 200:
                 raise Refused(response.status_code, _error_text(response))

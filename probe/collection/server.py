@@ -3,7 +3,9 @@
 One thread per connection, at most `max_connections` of them (a newcomer beyond is
 closed at once); one request per connection (bk-003: no keep-alive assumed); a
 deadline for the TLS handshake and request head and one for the whole request, kept
-by a watchdog thread that shuts a late connection down. Every answer is JSON.
+by a watchdog thread that shuts a late connection down. Each client is held to a
+request rate (`ratelimit`) and to a number of open reports (`store.OpenLimits`).
+Every answer is JSON.
 """
 
 from __future__ import annotations
@@ -22,17 +24,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from probe.server.admission import Client
 from probe.server.config import DEFAULT_LISTEN, label
 from probe.server.log import JsonLog
 from probe.server.tls import Certificates
 
-from . import protocol, validate
-from .store import IDLE_CLOSE_S, ClosedReport, Store, UnknownReport
+from . import protocol, ratelimit, validate
+from .ratelimit import RateLimiter
+from .store import IDLE_CLOSE_S, ClosedReport, OpenLimits, Store, TooManyOpen, UnknownReport
 
 # A refused body this much over its cap is still read (and dropped) before the answer,
 # so the client sees the 413 rather than a reset; a larger one is cut off.
 DRAIN_LIMIT = 2 * protocol.MAX_MEASUREMENT_BYTES
 _WATCH_EVERY_S = 0.25
+# A client refused for the collector's open reports cap is asked to come back this much
+# later: reports close by themselves, an idle one after two hours.
+FULL_RETRY_AFTER_S = 60
 
 
 @dataclass
@@ -51,6 +58,10 @@ class CollectorConfig:
     request_timeout: float = 120.0  # the whole request, body included (4 MiB on a slow link)
     read_timeout: float = 10.0  # any one read
     idle_close: float = IDLE_CLOSE_S
+    rate_limit: float = ratelimit.DEFAULT_RATE  # requests a second per address; 0: no limit
+    rate_burst: int = ratelimit.DEFAULT_BURST
+    max_open_reports: int = OpenLimits.total
+    max_open_reports_per_client: int = OpenLimits.per_client  # 0: no cap per client
 
 
 class Collector:
@@ -58,7 +69,10 @@ class Collector:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
-        self.store = Store(config.data, config.idle_close)
+        self.store = Store(config.data, config.idle_close, limits=OpenLimits(
+            config.max_open_reports, config.max_open_reports_per_client))
+        self.limiter = (RateLimiter(config.rate_limit, config.rate_burst)
+                        if config.rate_limit else None)
         self.certificates = None if config.plain_http else Certificates(config.cert, config.key)
         self.log = JsonLog(config.log)
         self.slots = threading.BoundedSemaphore(config.max_connections)
@@ -206,6 +220,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self.record["client"] = label(*self.client_address[:2])
             collector.log_request(self.record)
 
+    def parse_request(self) -> bool:
+        """The standard library's parsing of the request head, then the client's rate:
+        over it, 429 before the body is read or anything is done."""
+        if not super().parse_request():
+            return False
+        limiter = self.server.collector.limiter
+        wait = limiter.admit(self.client_address[0]) if limiter else 0.0
+        if not wait:
+            return True
+        self.record.update(method=self.command, path=_shape(self.path), bytes_in=0)
+        self._drain()
+        self._error(429, "too many requests from this address or its network; retry later",
+                    {"Retry-After": ratelimit.retry_after(wait)})
+        return False
+
     def do_POST(self) -> None:
         collector = self.server.collector
         collector.watch(self.connection, self.started + collector.config.request_timeout)
@@ -224,6 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.record["bytes_in"] = len(body)
         if len(body) < length:
             raise ConnectionError("the client sent less than its Content-Length")
+        headers: dict[str, str] = {}
         try:
             status, answer = self._step(route, body)
         except validate.RequestError as exc:
@@ -232,18 +262,21 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = 404, {"error": "no report has this id"}
         except ClosedReport:
             status, answer = 409, {"error": "the report is closed; open a new one"}
+        except TooManyOpen as exc:
+            status, answer, headers = _too_many_open(exc)
         except Exception as exc:  # a full disk, a bug: the client may retry, nothing stored
             self.record["internal"] = repr(exc)
             status, answer = 500, {"error": "the collector could not store this; retry later"}
         if status >= 400:
             self.record["error"] = answer["error"]
-        self._respond(status, answer)
+        self._respond(status, answer, headers)
 
     def _step(self, route: validate.Route, body: bytes) -> tuple[int, dict[str, Any]]:
         """The protocol step itself, on a body of the right size."""
         store = self.server.collector.store
         if route.kind == "open":
-            report_id = store.open(validate.open_request(body))
+            owner = Client.of(self.client_address[0]).network
+            report_id = store.open(validate.open_request(body), owner)
             self.record["report_id"] = report_id
             return 200, {"backend_version": protocol.BACKEND_VERSION, "report_id": report_id,
                          "supported_formats": ["json"]}
@@ -307,3 +340,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the standard library's line names the client; ours is in handle()."""
+
+
+def _shape(path: str) -> str:
+    """The route's shape of a path, for the log ("other" for none)."""
+    try:
+        return validate.route(path).shape
+    except validate.RequestError:
+        return "other"
+
+
+def _too_many_open(exc: TooManyOpen) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The answer when no report may be opened: 429 for the client's own cap, 503 for
+    the collector's; either way reports close as their clients finish or idle."""
+    if exc.per_client:
+        status, error = 429, ("too many reports open from this network; close those "
+                              "finished or retry later")
+    else:
+        status, error = 503, "the collector has too many reports open; retry later"
+    return status, {"error": error}, {"Retry-After": str(FULL_RETRY_AFTER_S)}

@@ -6,6 +6,8 @@
 A report folder reads like a run folder of `probe run` (a `measurements.jsonl` of
 df-000 envelopes), so `probe analyze DIR/reports` works on what was collected.
 A measurement is on disk (written and fsynced) before its uid is handed out.
+Open reports are bounded in number, in all and per client network, as each holds
+memory until closed (`OpenLimits`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,23 @@ class ClosedReport(Exception):
     """The report was closed (by its client or after two idle hours)."""
 
 
+class TooManyOpen(Exception):
+    """No report may be opened now: `per_client` says whose cap was reached, the
+    client's or the collector's."""
+
+    def __init__(self, per_client: bool) -> None:
+        super().__init__("per client" if per_client else "in all")
+        self.per_client = per_client
+
+
+@dataclass(frozen=True)
+class OpenLimits:
+    """How many reports may be open at once, in all and per client (0: no cap)."""
+
+    total: int = 10_000
+    per_client: int = 100
+
+
 def encode_line(measurement: Mapping[str, Any]) -> bytes:
     """One JSONL line; ValueError for what UTF-8 JSON cannot hold (a lone surrogate)."""
     try:
@@ -63,6 +83,7 @@ class _Open:
 
     last_active: float
     uids: dict[str, str] = field(default_factory=dict)
+    owner: str | None = None  # the opener's network, in memory only (None: resumed)
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
 
@@ -71,9 +92,11 @@ class Store:
     """Reports under `root/reports`; safe to use from many threads."""
 
     def __init__(self, root: Path, idle_close: float = IDLE_CLOSE_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 limits: OpenLimits = OpenLimits()) -> None:
         self.reports = Path(root) / "reports"
         self.idle_close = idle_close
+        self.limits = limits
         self._clock = clock
         try:
             self.reports.mkdir(parents=True, exist_ok=True)
@@ -83,6 +106,7 @@ class Store:
             raise StoreError(f"{root}: not a writable folder ({exc.strerror or exc})") from None
         self._lock = threading.Lock()
         self._open: dict[str, _Open] = {}
+        self._owned: Counter[str] = Counter()  # open reports per owner
         self._last_sweep = clock()
         self._resume()
 
@@ -102,17 +126,56 @@ class Store:
             idle = max(0.0, time.time() - last)
             self._open[folder.name] = _Open(self._clock() - idle, _stored_uids(data))
 
-    def open(self, body: Mapping[str, Any]) -> str:
-        """Create a report for this (checked) open body; returns its new id."""
+    def open(self, body: Mapping[str, Any], owner: str | None = None) -> str:
+        """Create a report for this (checked) open body, counted as `owner`'s (the
+        client's network); returns its new id. TooManyOpen if a cap is reached even
+        after closing the reports idle too long."""
         report_id = protocol.new_report_id(body)
-        folder = self.reports / report_id
-        folder.mkdir()
-        meta = {"report_id": report_id, "state": "open", "opened_at": _utc_now(),
-                "closed_at": None, "close_reason": None, "open": dict(body)}
-        atomic.write_text(folder / META, json.dumps(meta, indent=1) + "\n")
-        with self._lock:
-            self._open[report_id] = _Open(self._clock())
+        self._reserve(report_id, owner)
+        try:
+            folder = self.reports / report_id
+            folder.mkdir()
+            meta = {"report_id": report_id, "state": "open", "opened_at": _utc_now(),
+                    "closed_at": None, "close_reason": None, "open": dict(body)}
+            atomic.write_text(folder / META, json.dumps(meta, indent=1) + "\n")
+        except BaseException:
+            self._forget(report_id)
+            raise
         return report_id
+
+    def _reserve(self, report_id: str, owner: str | None) -> None:
+        """Count the report as open before its folder exists, so concurrent opens
+        cannot overshoot a cap."""
+        with self._lock:
+            full = self._full(owner)
+        if full is not None:
+            self._sweep(force=True)
+        with self._lock:
+            full = self._full(owner)
+            if full is not None:
+                raise TooManyOpen(per_client=full)
+            self._open[report_id] = _Open(self._clock(), owner=owner)
+            if owner is not None:
+                self._owned[owner] += 1
+
+    def _full(self, owner: str | None) -> bool | None:
+        """Which cap opening one more report for `owner` would pass: True the owner's,
+        False the collector's, None neither. Called with the lock held."""
+        per_client = self.limits.per_client
+        if owner is not None and per_client and self._owned[owner] >= per_client:
+            return True
+        if self.limits.total and len(self._open) >= self.limits.total:
+            return False
+        return None
+
+    def _forget(self, report_id: str) -> None:
+        """No longer count a report as open."""
+        with self._lock:
+            report = self._open.pop(report_id, None)
+            if report is not None and report.owner is not None:
+                self._owned[report.owner] -= 1
+                if not self._owned[report.owner]:
+                    del self._owned[report.owner]
 
     def check_open(self, report_id: str) -> None:
         """UnknownReport or ClosedReport unless measurements may be appended (bk-003 3.2:
@@ -152,8 +215,7 @@ class Store:
                 meta.update(state="closed", closed_at=_utc_now(), close_reason=reason)
                 atomic.write_text(path, json.dumps(meta, indent=1) + "\n")
                 report.closed = True
-        with self._lock:
-            self._open.pop(report_id, None)
+        self._forget(report_id)
 
     def _exists(self, report_id: str) -> bool:
         return (protocol.REPORT_ID.match(report_id) is not None
@@ -171,11 +233,12 @@ class Store:
             raise ClosedReport(report_id)
         return report
 
-    def _sweep(self) -> None:
-        """Close every report idle too long, at most once a minute."""
+    def _sweep(self, force: bool = False) -> None:
+        """Close every report idle too long, at most once a minute unless forced (a
+        cap is reached: the idle ones go before a client is refused)."""
         now = self._clock()
         with self._lock:
-            if now - self._last_sweep < SWEEP_EVERY_S:
+            if not force and now - self._last_sweep < SWEEP_EVERY_S:
                 return
             self._last_sweep = now
             stale = [rid for rid, r in self._open.items()
