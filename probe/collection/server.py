@@ -226,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not super().parse_request():
             return False
         limiter = self.server.collector.limiter
-        wait = limiter.admit(self.client_address[0]) if limiter else 0.0
+        wait = limiter.admit(self.client_address[0]) if limiter is not None else 0.0
         if not wait:
             return True
         self.record.update(method=self.command, path=_shape(self.path), bytes_in=0)
