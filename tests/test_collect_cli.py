@@ -63,6 +63,9 @@ def test_an_unwritable_data_folder_exits_with_2(tmp_path: Path) -> None:
     (["--listen", "nowhere"], "expected HOST:PORT"),
     (["--cert", "pyproject.toml"], "--cert/--key: not a certificate chain and its key"),
     (["--plain-http", "--log-file", "no/such/folder/log"], "no/such/folder/log: No such file"),
+    (["--rate-limit", "-1"], "Invalid value for '--rate-limit'"),
+    (["--rate-burst", "0"], "Invalid value for '--rate-burst'"),
+    (["--max-open-reports", "0"], "Invalid value for '--max-open-reports'"),
 ])
 def test_bad_options_exit_with_2(tmp_path: Path, args: list[str], message: str) -> None:
     proc = collect("--data", str(tmp_path / "data"), *args)

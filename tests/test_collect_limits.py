@@ -17,6 +17,7 @@ import pytest
 from probe.collection import protocol
 from probe.collection.client import Collector as Client
 from probe.collection.ratelimit import NETWORK_FACTOR, RateLimiter
+from probe.collection.store import OpenLimits, Store, TooManyOpen
 from tests.test_collect import measurement, meta, running
 
 pytestmark = pytest.mark.timeout(60)
@@ -160,3 +161,26 @@ def test_the_limiters_memory_is_bounded_and_idle_clients_are_forgotten() -> None
     clock.now += 5 / 10  # every bucket has refilled: nothing worth keeping
     limiter.admit("192.0.2.1")
     assert len(limiter) == 2  # the newcomer's address and network
+
+
+def test_the_store_closes_idle_reports_before_refusing_and_counts_per_owner(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    store = Store(tmp_path, idle_close=60.0, clock=clock, limits=OpenLimits(3, 2))
+    body = protocol.open_body(measurement())
+    old = store.open(body, "192.0.2.0/24")
+    clock.now += 30
+    kept = store.open(body, "192.0.2.0/24")
+    with pytest.raises(TooManyOpen) as refused:
+        store.open(body, "192.0.2.0/24")
+    assert refused.value.per_client
+    store.open(body, None)  # a report taken back after a restart: no owner
+    with pytest.raises(TooManyOpen) as refused:
+        store.open(body, "198.51.100.0/24")
+    assert not refused.value.per_client
+    clock.now += 31  # `old` idle past the limit, `kept` not yet
+    store.open(body, "198.51.100.0/24")
+    assert json.loads((store.reports / old / "meta.json").read_text())["close_reason"] == "idle"
+    store.check_open(kept)
+    store.close(kept)
+    store.open(body, "192.0.2.0/24")  # a closed report frees its owner's slot
