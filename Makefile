@@ -22,7 +22,7 @@ run: install  ## measure the shipped targets once; prints the result folder
 	$(BIN)/probe run $(PROBE_ARGS)
 
 test: install  ## the whole suite (lab tests need root; they skip with a reason otherwise)
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=15
 
 lint: install  ## style, and the import layers of pyproject.toml
 	$(BIN)/ruff check probe analysis tests bench
