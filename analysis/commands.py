@@ -161,8 +161,7 @@ def report(folders: tuple[Path, ...], out: Path, collection: bool,
     report of the collection instead: per network and day, the throttled share with its
     95% interval, the median throttled rate, change points and the runs behind each figure.
     The per-row report lists at most 2,000 verdicts (beyond that, `verdicts --format csv`
-    does); from a dataset it adds the throttled share per network and day, and `--run`
-    needs run folders.
+    does); from a dataset it adds the throttled share per network and day.
 
     Malformed lines are skipped, named and counted as for `verdicts`.
     """
@@ -176,13 +175,11 @@ def report(folders: tuple[Path, ...], out: Path, collection: bool,
         if ds is not None:
             from .store.query import StoredResults, campaign
 
-            if run_ids:
-                _fail("--run needs run folders: a dataset's report is of the collection")
             stored = StoredResults(ds)
             paths, results = write_reports(
-                stored, out, collection, rows=stored.stored_verdicts(),
-                per_row=lambda r, o: write_report(r, o, stored.stored_verdicts(),
-                                                  stored.stored_transfers(), campaign(ds)))
+                stored, out, collection, run_ids, rows=stored.stored_verdicts(),
+                per_row=lambda r, o: write_report(r, o, r.stored_verdicts(),
+                                                  r.stored_transfers(), campaign(ds)))
         else:
             paths, results = write_reports(_load(folders), out, collection, run_ids)
     except UnknownRun as exc:

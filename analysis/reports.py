@@ -25,11 +25,15 @@ class UnknownRun(LookupError):
 
 
 def only_runs(results: Results, run_ids: tuple[str, ...]) -> Results:
-    """The runs `run_ids` of `results`, read again from their folders alone."""
+    """The runs `run_ids` of `results`: from a dataset its rows of them (`for_runs`),
+    else read again from their folders alone."""
     runs = results.runs
     missing = [r for r in run_ids if r not in set(runs["run_id"])]
     if missing:
         raise UnknownRun(f"no run {missing[0]!r} among the {len(runs)} run(s) given")
+    select = getattr(results, "for_runs", None)
+    if select is not None:
+        return select(run_ids)
     return load(runs.loc[runs["run_id"].isin(run_ids), "folder"].drop_duplicates())
 
 

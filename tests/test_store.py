@@ -224,3 +224,20 @@ def test_an_empty_dataset_answers_with_no_rows(tmp_path: Path) -> None:
     ingest([empty], tmp_path / "ds")
     assert _json("verdicts", str(tmp_path / "ds")) == []
     assert _json("aggregate", str(tmp_path / "ds")) == []
+
+
+def test_a_run_s_report_from_the_dataset_is_its_folder_s(runs: Path, dataset: Path,
+                                                          tmp_path: Path) -> None:
+    all_runs = list(StoredResults(Dataset(dataset)).runs["run_id"])
+    run_id, others = all_runs[0], all_runs[1:]
+    for name, src in (("a", dataset), ("b", runs)):
+        result = CliRunner().invoke(analyze, ["report", str(src), "--run", run_id, "-o",
+                                              str(tmp_path / f"{name}.html")])
+        assert result.exit_code == 0, result.output
+    a, b = (tmp_path / "a.md").read_text(), (tmp_path / "b.md").read_text()
+    rows = [line for line in a.splitlines() if line.startswith("| ") and run_id in line]
+    assert rows and all(line in b for line in rows)
+    assert others and not any(other in a for other in others)  # that run's rows only
+    result = CliRunner().invoke(analyze, ["report", str(dataset), "--run", "nope", "-o",
+                                          str(tmp_path / "c.html")])
+    assert result.exit_code == 2 and "no run 'nope'" in result.output
