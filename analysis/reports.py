@@ -31,9 +31,10 @@ def only_runs(results: Results, run_ids: tuple[str, ...]) -> Results:
     missing = [r for r in run_ids if r not in set(runs["run_id"])]
     if missing:
         raise UnknownRun(f"no run {missing[0]!r} among the {len(runs)} run(s) given")
-    select = getattr(results, "for_runs", None)
-    if select is not None:
-        return select(run_ids)
+    from .store.query import StoredResults
+
+    if isinstance(results, StoredResults):
+        return results.for_runs(run_ids)
     return load(runs.loc[runs["run_id"].isin(run_ids), "folder"].drop_duplicates())
 
 
