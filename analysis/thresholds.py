@@ -15,6 +15,10 @@ CONTROL_MAX_CV = 0.6
 MIN_BYTES = 16 * 1024  # a transfer smaller than this says more about RTT than about rate
 PEAK_WINDOW_S = 1.0  # the ceiling test's windows
 CEILING_RATIO = 0.25  # a wandering rate is a throttle only if its fastest second stays 4x below
+# A Twitter name sent to a neutral server at this many times the throttled target's rate
+# was not slowed by the device, however it compares with the neutral name (fast flows on
+# a CPU-bound path differ 2-3x among themselves, and a sub-second one has no steady rate).
+FAST_NAME_FACTOR = 10.0
 MIN_REPS_FOR_SHAPE = 3  # fewer repetitions: the bootstrap sees no repetition-level noise
 BIN_S = 0.25
 BLOCK_BINS = 4

@@ -74,6 +74,7 @@ from .thresholds import (
     CI_HIGH_MAX,
     CONTROL_MAX_CV,
     CONTROL_MIN_KBPS,
+    FAST_NAME_FACTOR,
     MAX_BOOT_BINS,
     MIN_BYTES,
     MIN_REPS_FOR_SHAPE,
@@ -349,8 +350,8 @@ def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
             slow.append((name, c))
         # Unthrottled flows differ a lot among themselves on fast paths (CPU-bound in
         # a lab), so "as fast as neutral" is judged against the throttled rate too.
-        elif c.ratio >= OK_RATIO or (c.ratio > THROTTLED_RATIO
-                                     and c.rate >= target_rate / THROTTLED_RATIO):
+        elif (c.ratio >= OK_RATIO or c.rate >= FAST_NAME_FACTOR * target_rate
+              or (c.ratio > THROTTLED_RATIO and c.rate >= target_rate / THROTTLED_RATIO)):
             fast.append((name, c))
     own = (target_name or "").lower()
     mine_slow = [x for x in slow if x[0] == own]

@@ -382,6 +382,11 @@ def test_trigger_judges_each_twitter_name_on_its_own() -> None:
     # t.co slowed by a substring rule; the tested names are fast but t.co was not tested
     trigger, why = _trigger("t.co", 130.0, _sni_run(pbs=10_000.0, twitter=9_000.0), 0)
     assert trigger == "unknown" and "not among them" in why
+    # its own name far faster than the throttled target, if 3x slower than the neutral
+    # name on a CPU-bound path and too short for a steady rate: the address is slowed
+    fast_short = [r for r in _sni_run(twitter=9_000.0) if r.sni != "pbs.twimg.com"] + [
+        _variant(7, "pbs.twimg.com", 3_000.0, steady=False)]
+    assert _trigger("pbs.twimg.com", 130.0, fast_short, 0)[0] == "ip"
 
 
 def test_trigger_of_every_target_whose_name_was_tried() -> None:
