@@ -16,6 +16,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from probe.measurement.envelope import report_id
+
 OPEN_PATH = "/report"
 BACKEND_VERSION = "1.0.0"
 DATA_FORMAT_VERSION = "0.2.0"
@@ -38,13 +40,10 @@ OPEN_FIELDS: dict[str, re.Pattern[str]] = {
 
 
 def new_report_id(body: Mapping[str, str], now: dt.datetime | None = None) -> str:
-    """A report id in the six `_`-separated parts OONI's own collector assigns
-    (`20261130T150000Z_throttleprobe_RU_12389_n1_<random>`), with 256 random bits
-    (bk-003, 3.1): the test name without `_` and spaces, the ASN without "AS"."""
-    when = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    name = re.sub(r"[_\- ]", "", body["test_name"]).lower() or "unknown"
-    return (f"{when}_{name}_{body['probe_cc']}_{body['probe_asn'].removeprefix('AS')}"
-            f"_n1_{secrets.token_urlsafe(32).replace('_', 'A').replace('-', 'B')}")
+    """A report id for an opened report, in the six parts OONI's own collector assigns,
+    with 256 random bits (bk-003, 3.1): the probe's own format (`envelope.report_id`)."""
+    return report_id(now or dt.datetime.now(dt.UTC), body["probe_cc"], body["probe_asn"],
+                     test_name=body["test_name"])
 
 
 def update_path(report_id: str) -> str:

@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import hashlib
 import platform
+import re
 import secrets
 import traceback
 from dataclasses import dataclass, field
@@ -35,14 +36,16 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
          "armv7l": "arm", "armv6l": "arm", "i686": "386", "i386": "386"}
 
 
-def report_id(started: dt.datetime, cc: str, asn: str, secret: str | None = None) -> str:
+def report_id(started: dt.datetime, cc: str, asn: str, secret: str | None = None,
+              test_name: str = TEST_NAME) -> str:
     """A report id in the six `_`-separated parts OONI's collector gives
-    (`20261130T150000Z_throttleprobe_ZZ_0_n1_<random>`), 256 random bits unless `secret`
-    (e.g. a run id) is given to derive the last part from."""
+    (`20261130T150000Z_throttleprobe_ZZ_0_n1_<random>`: the test name without `_`, `-`
+    and spaces, the ASN without "AS"), 256 random bits unless `secret` (e.g. a run id)
+    is given to derive the last part from. `probe collect` assigns its ids with it too."""
     tail = (secrets.token_bytes(32) if secret is None
             else hashlib.sha256(secret.encode()).digest())
     random = base64.b32encode(tail).decode().rstrip("=").lower()
-    name = TEST_NAME.replace("_", "")
+    name = re.sub(r"[_\- ]", "", test_name).lower() or "unknown"
     return (f"{started.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}_{name}_{cc}_"
             f"{asn.removeprefix('AS')}_n1_{random}")
 
