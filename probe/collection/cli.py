@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from probe.server.config import label, parse_listen
+from probe.server.config import label
+from probe.server.options import listen_and_certificate
 
 from .ratelimit import NETWORK_FACTOR
 from .server import Collector, CollectorConfig
@@ -20,23 +21,13 @@ EXIT_BAD_INPUT = 2
 _defaults = CollectorConfig(data=Path())
 
 
-def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list:
-    try:
-        return [parse_listen(v) for v in values]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.command("collect")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder the reports are stored in (created if needed); see "
                    "docs/collector.md for its layout.")
-@click.option("--listen", "listen", multiple=True, default=["0.0.0.0:8443"], show_default=True,
-              callback=_listen, metavar="HOST:PORT", help="Address to listen on. Repeatable.")
-@click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Certificate chain (PEM). Without it a self-signed one is generated.")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Private key of --cert (PEM); defaults to --cert.")
+@listen_and_certificate(
+    "Address to listen on. Repeatable.",
+    "Certificate chain (PEM). Without it a self-signed one is generated.")
 @click.option("--plain-http", is_flag=True,
               help="Speak plain HTTP, for a reverse proxy in front that terminates TLS.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),

@@ -10,16 +10,10 @@ from pathlib import Path
 import click
 
 from .app import Server
-from .config import ServerConfig, label, parse_listen, parse_path_prefix
+from .config import ServerConfig, label, parse_path_prefix
+from .options import listen_and_certificate
 
 _defaults = ServerConfig()
-
-
-def _listen(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list:
-    try:
-        return [parse_listen(v) for v in values]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -30,13 +24,9 @@ def _prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 
 
 @click.command("serve")
-@click.option("--listen", "listen", multiple=True, default=["0.0.0.0:8443"], show_default=True,
-              callback=_listen, metavar="HOST:PORT",
-              help="Address to serve HTTPS and plain HTTP on (sniffed per connection). Repeatable.")
-@click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Default certificate chain (PEM). Without it a self-signed one is generated.")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Private key of --cert (PEM); defaults to --cert.")
+@listen_and_certificate(
+    "Address to serve HTTPS and plain HTTP on (sniffed per connection). Repeatable.",
+    "Default certificate chain (PEM). Without it a self-signed one is generated.")
 @click.option("--cert-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="NAME.pem + NAME.key per SNI name (_wildcard.DOMAIN for *.DOMAIN).")
 @click.option("--media", type=click.Path(exists=True, file_okay=False, path_type=Path),
