@@ -21,6 +21,7 @@ Targets (at 100,000 runs): ingest under 4 GB; verdicts and aggregate at most 10 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -38,6 +39,11 @@ sys.path.insert(0, str(REPO))
 from tests.fixtures_campaign import write_campaign  # noqa: E402
 
 RUNS = 200  # enough to see the rates, small enough for `make bench`
+NETWORKS, DAYS = 50, 14  # a campaign: volunteers on 50 networks, two weeks, hourly
+COUNTRIES = ("RU", "BY", "KZ")
+# Above this, verdicts straight from the folders (the path a dataset replaces) would
+# need more memory than this machine has: about 1.8 GB per 10,000 runs.
+FOLDER_VERDICTS_UP_TO = 10_000
 TARGETS = {"ingest": (None, 4000), "verdicts": (10, 2000), "aggregate": (10, 2000),
            "report": (30, None)}
 
@@ -74,17 +80,34 @@ def analyze(*args: str, kill_when=None) -> Step:  # noqa: ANN001 - a predicate o
     return Step(seconds, usage.ru_maxrss / 1024, out.read().decode())
 
 
-def copy_runs(sources: list[Path], into: Path, n: int) -> None:
-    """N copies of the source run folders, each under a new run id."""
+def copy_runs(sources: list[Path], into: Path, n: int, networks: int = NETWORKS,
+              days: int = DAYS) -> None:
+    """N copies of the source run folders, each under a new run id, spread like a
+    campaign's: over `networks` ASNs (private-use numbers, in three countries) and `days`
+    UTC days, hourly. The id, start, ASN and country change in run.json and in every JSONL
+    and CSV row that holds them; the measured values stay the source's."""
     into.mkdir(parents=True)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    texts = {src: {f.name: f.read_text() for f in src.iterdir() if f.is_file()}
+             for src in sources}
     for i in range(n):
         src = sources[i % len(sources)]
-        new_id = f"{src.name.split('-')[0]}-{i:06x}"
+        start = base + dt.timedelta(days=i * days // n, hours=i % 24, seconds=i % 3600)
+        new_id = f"{start:%Y%m%dT%H%M%SZ}-{i:06x}"
+        asn, cc = f"AS{64512 + i % networks}", COUNTRIES[i % networks % len(COUNTRIES)]
         dest = into / new_id
         dest.mkdir()
-        for f in src.iterdir():
-            if f.is_file():
-                (dest / f.name).write_text(f.read_text().replace(src.name, new_id))
+        for name, text in texts[src].items():
+            text = text.replace(src.name, new_id)
+            if name == "run.json":
+                info = json.loads(text)
+                info.update(start=start.isoformat().replace("+00:00", "Z"), asn=asn,
+                            network={"asn": asn, "cc": cc})
+                text = json.dumps(info, indent=2)
+            elif name == "measurements.jsonl":
+                text = text.replace('"probe_asn":"AS0","probe_cc":"ZZ"',
+                                    f'"probe_asn":"{asn}","probe_cc":"{cc}"')
+            (dest / name).write_text(text)
 
 
 def batches(ds: Path) -> int:
@@ -159,8 +182,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
     report = analyze("report", str(ds), "-o", str(out))
     written = sum(p.stat().st_size for p in out.parent.iterdir()) / 1e6
     line("report (dataset)", report, f"{written:.1f} MB written (target <= 5 MB)", "report")
-    folders = analyze("verdicts", runs, "--format", "csv")
-    line("verdicts (run folders, before)", folders, "the path a dataset replaces")
+    if args.runs <= FOLDER_VERDICTS_UP_TO:
+        folders = analyze("verdicts", runs, "--format", "csv")
+        line("verdicts (run folders, before)", folders, "the path a dataset replaces")
     print(json.dumps({"runs": args.runs, "resumed_equal": same}))
     if not same:
         raise SystemExit("the resumed dataset's verdicts differ")
