@@ -78,13 +78,15 @@ def ingest(sources: Iterable[str | Path], into: str | Path, *, batch_runs: int =
             ds.stamp(current)
         present = ds.run_ids()
         todo: dict[str, list[RunKey]] = {}
+        given: set[str] = set()  # runs given that are in the dataset already
         for key in run_keys(folders):
             if key.run_id in present:
-                done.present += 1
+                given.add(key.run_id)
             elif key.run_id not in todo or is_archive_file(Path(key.folder)):
                 # A run folder of a run met before is a copy; a collector's archive file
                 # of one is its next part (a report closed before all was sent).
                 todo.setdefault(key.run_id, []).append(key)
+        done.present = len(given)
         plan = sorted(todo.values(), key=lambda ks: (ks[0].day, ks[0].cc, ks[0].asn,
                                                      ks[0].run_id))
         batches = [[k for run in plan[i:i + batch_runs] for k in run]
