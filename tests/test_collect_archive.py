@@ -140,7 +140,7 @@ def test_sealing_again_writes_the_same_bytes(tmp_path: Path) -> None:
 
 
 def test_a_run_sent_again_in_a_new_report_is_archived_once(tmp_path: Path) -> None:
-    for collector, url in running(tmp_path, plain_http=True, dataset=False):
+    for _, url in running(tmp_path, plain_http=True, dataset=False):
         with httpx.Client(base_url=url, timeout=10) as client:
             m = measurement()
             first = open_report(client, m)
