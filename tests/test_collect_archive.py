@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -243,3 +244,18 @@ def test_the_background_ingest_retries_until_the_dataset_takes_the_reports(
     assert store.archive.pending(10) == []
     assert preferred(tmp_path) == tmp_path / "dataset"
     assert load(tmp_path).measurements["measurement_id"].tolist() == ["m1"]
+
+
+def test_a_collector_started_again_ingests_what_was_sealed_before(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = Store(data)
+    store.close(opened_with(store, "m1"))
+    store.archive.close()
+    for collector, _ in running(tmp_path, plain_http=True, ingest_every=3600):
+        deadline = time.monotonic() + 60
+        while collector.store.archive.pending(1):  # the round at start, not the hourly one
+            assert time.monotonic() < deadline, "nothing was ingested at start"
+            time.sleep(0.1)
+    assert preferred(data) == data / "dataset"
+    log = [json.loads(x) for x in (tmp_path / "collect.log").read_text().splitlines()]
+    assert [x["reports"] for x in log if x.get("event") == "ingested"] == [1]
