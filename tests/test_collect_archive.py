@@ -126,17 +126,17 @@ def test_a_crash_at_any_step_of_sealing_loses_nothing_and_doubles_nothing(
 def test_sealing_again_writes_the_same_bytes(tmp_path: Path) -> None:
     store = Store(tmp_path)
     report_id = opened_with(store, "m1", "m2")
-    lines = [json.loads(x) for x in
-             (store.reports / report_id / "measurements.jsonl").read_text().splitlines()]
+    working = tmp_path / "working.jsonl"
+    working.write_bytes((store.reports / report_id / "measurements.jsonl").read_bytes())
     store.close(report_id)
     path = tmp_path / meta(store, report_id)["archive"]
     first = path.read_bytes()
     path.unlink()
     (tmp_path / "other").mkdir()
     fresh = archive.Archive(tmp_path / "other")  # no record: the file is written anew
-    assert fresh.seal(report_id, lines).kept == 2
+    assert fresh.seal(report_id, working).kept == 2
     assert (tmp_path / "other" / meta(store, report_id)["archive"]).read_bytes() == first
-    assert fresh.seal(report_id, lines) == archive.Sealed(meta(store, report_id)["archive"],
+    assert fresh.seal(report_id, working) == archive.Sealed(meta(store, report_id)["archive"],
                                                           2, 0)
 
 

@@ -91,41 +91,46 @@ class Archive:
                                    "measurement_id=?", key).fetchone()
         return row[0] if row else None
 
-    def seal(self, report_id: str, lines: list[dict]) -> Sealed:
-        """Archive a closed report's measurements (as stored, uids included), leaving out
-        those sealed before under another report; durable when it returns. A report
-        sealed already is left as it is."""
+    def seal(self, report_id: str, source: Path) -> Sealed:
+        """Archive a closed report's working file `source` (its lines as stored, uids
+        included, streamed), leaving out measurements sealed before under another
+        report; durable when it returns. A report sealed already is left as it is."""
         with self._lock:
             row = self._db.execute("SELECT path, measurements FROM sealed WHERE report_id=?",
                                    (report_id,)).fetchone()
             if row is not None:
                 return Sealed(row[0], row[1], 0)
-            kept, seen = [], set()
-            for line in lines:
-                key = key_of(line)
-                if key is not None:
-                    row = self._db.execute(
-                        "SELECT report_id FROM measurements WHERE run_id=? AND "
-                        "measurement_id=?", key).fetchone()
-                    if (row and row[0] != report_id) or key in seen:
-                        continue
-                    seen.add(key)
-                kept.append(line)
-            path = None
-            if kept:
-                rel = partition(kept[0]) / f"{report_id}{SUFFIX}"
-                data = b"".join(_encode(line) for line in kept)
-                write_durably(self.root / rel, gzip.compress(data, mtime=0))
-                path = rel.as_posix()
+            uids: dict[tuple[str, str], str] = {}
+            kept = dropped = 0
+            out: _GzipFile | None = None
+            try:
+                for raw, line in _lines(source):
+                    key = key_of(line)
+                    if key is not None:
+                        if key in uids or self._sealed_elsewhere(key, report_id):
+                            dropped += 1
+                            continue
+                        uids[key] = str(line.get("measurement_uid", ""))
+                    if out is None:
+                        out = _GzipFile(self.root / partition(line) / f"{report_id}{SUFFIX}")
+                    out.write(raw)
+                    kept += 1
+                path = out.commit(self.root) if out is not None else None
+            finally:
+                if out is not None:
+                    out.discard()
             with self._transaction():
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO measurements VALUES (?, ?, ?, ?)",
-                    [(*k, line.get("measurement_uid", ""), report_id) for line in kept
-                     if (k := key_of(line)) is not None])
+                self._db.executemany("INSERT OR IGNORE INTO measurements VALUES (?, ?, ?, ?)",
+                                     [(*key, uid, report_id) for key, uid in uids.items()])
                 self._db.execute("INSERT OR IGNORE INTO sealed (report_id, path, measurements,"
                                  " ingested) VALUES (?, ?, ?, ?)",
-                                 (report_id, path, len(kept), int(path is None)))
-        return Sealed(path, len(kept), len(lines) - len(kept))
+                                 (report_id, path, kept, int(path is None)))
+        return Sealed(path, kept, dropped)
+
+    def _sealed_elsewhere(self, key: tuple[str, str], report_id: str) -> bool:
+        row = self._db.execute("SELECT report_id FROM measurements WHERE run_id=? AND "
+                               "measurement_id=?", key).fetchone()
+        return row is not None and row[0] != report_id
 
     def pending(self, limit: int) -> list[tuple[str, str]]:
         """(report_id, archive file) of up to `limit` sealed reports not yet in the dataset,
@@ -151,28 +156,55 @@ class Archive:
         self._db.execute("COMMIT")
 
 
-def _encode(line: dict) -> bytes:
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+def _lines(source: Path) -> Iterator[tuple[bytes, dict]]:
+    """Each whole line of a working file (bytes, newline included) with its object; a
+    line that is not one (torn by a crash, never acknowledged) is left out."""
+    if not source.exists():
+        return
+    with open(source, "rb") as f:
+        for raw in f:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(line, dict) and raw.endswith(b"\n"):
+                yield raw, line
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all, and on disk when this returns: a temporary
-    sibling, fsync, rename, fsync of the folder (the rename's own record)."""
-    make_folders(path.parent)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a crash mid-write
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+class _GzipFile:
+    """An archive file being written: a temporary sibling until `commit` renames it into
+    place, durably; `discard` removes what a failure left. Its bytes depend only on the
+    lines written (no time or name in the gzip header)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        make_folders(path.parent)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a crash mid-write
+            stale.unlink(missing_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                        dir=path.parent)
         os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    fsync_dir(path.parent)
+        self._file = os.fdopen(fd, "wb")
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._file, mtime=0)
+
+    def write(self, data: bytes) -> None:
+        self._gzip.write(data)
+
+    def commit(self, root: Path) -> str:
+        """Finish, fsync, rename into place, fsync the folder; the path relative to root."""
+        self._gzip.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.tmp, self.path)
+        fsync_dir(self.path.parent)
+        return self.path.relative_to(root).as_posix()
+
+    def discard(self) -> None:
+        self._gzip.close()
+        self._file.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
 
 
 def make_folders(folder: Path) -> None:

@@ -112,6 +112,7 @@ def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: P
     try:
         addresses = collector.start()
     except OSError as exc:
+        collector.store.archive.close()
         collector.log.close()
         raise click.ClickException(f"cannot listen: {exc}") from None
     if collector.certificates is None:

@@ -252,17 +252,17 @@ class Store:
     def seal_closed(self) -> None:
         """Seal every report closed but not sealed yet; one that fails is logged and
         tried again at the next call."""
-        with self._lock:
-            todo = sorted(self._unsealed)
+        with self._lock:  # taken: two threads never seal one report at once
+            todo, self._unsealed = sorted(self._unsealed), set()
         for report_id in todo:
             try:
                 sealed = self._seal(report_id)
             except (OSError, ValueError, sqlite3.Error) as exc:
                 self._log({"event": "seal-failed", "report_id": report_id,
                            "error": repr(exc)})
+                with self._lock:
+                    self._unsealed.add(report_id)
                 continue
-            with self._lock:
-                self._unsealed.discard(report_id)
             self._log({"event": "sealed", "report_id": report_id, "archive": sealed.path,
                        "measurements": sealed.kept, "dropped": sealed.dropped})
 
@@ -271,8 +271,7 @@ class Store:
         each step safe to repeat after a crash at any point."""
         folder = self.reports / report_id
         data = folder / MEASUREMENTS
-        lines = _stored_lines(data)
-        sealed = self.archive.seal(report_id, lines)
+        sealed = self.archive.seal(report_id, data)
         path = folder / META
         meta = json.loads(path.read_text(encoding="utf-8"))
         meta.update(state="sealed", sealed_at=_utc_now(), archive=sealed.path,
@@ -334,21 +333,6 @@ def _append(path: Path, line: bytes) -> None:
             raise
     finally:
         os.close(fd)
-
-
-def _stored_lines(path: Path) -> list[dict]:
-    """A closed report's measurements as stored (none once its file is gone)."""
-    if not path.exists():
-        return []
-    out = []
-    for raw in path.read_bytes().splitlines():
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue  # a torn last line, never acknowledged
-        if isinstance(line, dict):
-            out.append(line)
-    return out
 
 
 def _stored_uids(path: Path) -> dict[str, str]:
