@@ -207,7 +207,9 @@ def test_lab_run_collected_once_however_often_submitted(
     total = len((run / "measurements.jsonl").read_text().splitlines())
     assert f"{total} of {total} sent" in outcomes[0].stdout
     assert_once_and_complete(collector.data, run)
-    requests = [json.loads(line)["path"] for line in collector.log.read_text().splitlines()]
+    records = [json.loads(line) for line in collector.log.read_text().splitlines()]
+    requests = [x["path"] for x in records if "path" in x]
+    assert [x["event"] for x in records if "event" in x] == ["sealed", "ingested"]
     assert requests.count("/report") == 1  # the repeats sent nothing
     assert requests.count("/report/{id}") == total
     # The clean lab: both judged, never throttled (jitter on a fast object may leave it
