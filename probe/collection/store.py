@@ -123,7 +123,7 @@ class Store:
         self._lock = threading.Lock()
         self._open: dict[str, _Open] = {}
         self._owned: Counter[str] = Counter()  # open reports per owner
-        self._unsealed: set[str] = set()  # closed, their sealing failed: retried
+        self._unsealed: set[str] = set()  # closed, not sealed yet (a failure: retried)
         self._last_sweep = clock()
         self._resume()
 
