@@ -1,7 +1,8 @@
 """Click commands `verdicts`, `report` and `aggregate` (added to the `probe analyze` group).
 
-Each takes run folders or one dataset folder (`probe analyze ingest`); a dataset is
-answered from what ingest stored, with DuckDB, without reading samples again.
+Each takes run folders or one dataset folder (`probe analyze ingest`), or a collector's
+data folder (`probe collect --data`: its dataset once complete, else its raw archive); a
+dataset is answered from what ingest stored, with DuckDB, without reading samples again.
 """
 
 from __future__ import annotations
@@ -46,11 +47,14 @@ def _load(folders: tuple[Path, ...]) -> Results:  # the import stays lazy: start
 
 
 def _dataset(folders: tuple[Path, ...]) -> Dataset | None:
-    """The dataset given instead of run folders, if one was; warns when its verdicts came
-    from other verdict rules than these."""
+    """The dataset given instead of run folders, if one was (a collector's data folder
+    counts as its dataset once that holds every sealed report); warns when its verdicts
+    came from other verdict rules than these."""
+    from .collected import preferred
     from .store import rules
     from .store.layout import Dataset, DatasetError, is_dataset
 
+    folders = tuple(preferred(f) for f in folders)
     if not any(is_dataset(f) for f in folders):
         return None
     if len(folders) != 1:
@@ -119,9 +123,9 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
     inconclusive, with the rates, their ratio, a bootstrap p-value and a one-line explanation.
 
     FOLDERS are run folders or folders holding run folders, or one dataset folder
-    (`probe analyze ingest`). A malformed line (in a JSONL, a CSV or run.json) is skipped
-    with a warning naming its file and line, and counted at the end; the other lines and
-    folders are judged as usual.
+    (`probe analyze ingest`), or a collector's data folder (`probe collect --data`). A
+    malformed line (in a JSONL, a CSV or run.json) is skipped with a warning naming its
+    file and line, and counted at the end; the other lines and folders are judged as usual.
     """
     from .verdicts import verdicts as compute
 

@@ -2,6 +2,7 @@
 
     >>> import analysis
     >>> r = analysis.load(["results/"])          # run folders, or folders holding them
+    >>> r = analysis.load("/srv/collect")        # a collector's data folder (collected.py)
     >>> r.transfers.groupby("family").goodput_kbps.median()
 
 Tables (columns as in docs/data-format.md): `transfers`, `samples`, `tcpinfo`,
@@ -45,6 +46,7 @@ from probe.results import csvs, identity, jsonl
 from probe.results.jsonl import MAX_LINE_BYTES, OnSkip, Skip
 from probe.results.schema import FILES, Column
 
+from . import collected
 from .store.layout import is_dataset
 
 TABLES = {"transfers": "transfers.csv", "samples": "samples.csv", "tcpinfo": "tcpinfo.csv",
@@ -70,15 +72,20 @@ _RUN_FIELDS = {"run_id": str, "start": str, "end": str, "status": str, "label": 
 
 
 def run_folders(paths: Iterable[str | Path]) -> list[Path]:
-    """The run folders under `paths`: each path is a run folder or a folder of run folders."""
+    """The runs under `paths`: each path is a run folder or a folder of run folders, or a
+    collector's archive (its data folder, raw/, a partition or one `.jsonl.gz` file), whose
+    files each stand for a run folder."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if _is_run(p):
+        if _is_run(p) or collected.is_archive_file(p):
             found.append(p)
+        elif collected.holds_archive(p):
+            found += collected.archive_files(p)
         elif p.is_dir():
             found += sorted(c for c in p.iterdir() if c.is_dir() and _is_run(c))
         else:
-            raise FileNotFoundError(f"{p}: not a run folder (no run.json or measurements.jsonl)")
+            raise FileNotFoundError(f"{p}: not a run folder (no run.json or measurements.jsonl)"
+                                    f" nor a collector's {collected.SUFFIX} file")
     # One run counts once: the same folder by two spellings, or a copy of it (a folder
     # is named by its run id), would pool its repetitions twice.
     unique: dict[str, Path] = {}
@@ -106,7 +113,8 @@ class Results:
         self.skipped: list[Skip] = []
         self._seen: set[tuple[Path, int]] = set()
         self._warned: Counter[Path] = Counter()
-        self._info = {f: _run_info(f, self._skip) for f in folders}
+        self._info = {f: (collected.run_info(f, self._skip) if collected.is_archive_file(f)
+                          else _run_info(f, self._skip)) for f in folders}
         self._derived: dict[Path, tuple[dict[str, list[dict]], list[dict]]] = {}
 
     def _skip(self, skip: Skip) -> None:
@@ -124,6 +132,8 @@ class Results:
                   file=sys.stderr)
 
     def _from_jsonl(self, folder: Path) -> bool:
+        if collected.is_archive_file(folder):
+            return True
         info = self._info[folder]
         if info.get("status") != "complete":
             return (folder / "measurements.jsonl").is_file()
@@ -133,7 +143,9 @@ class Results:
         """The CSV rows and the measurement rows of a folder read from its JSONL, from one
         pass over the measurements that can be flattened."""
         if folder not in self._derived:
-            ms = list(csvs.measurements(folder / "measurements.jsonl", self._skip))
+            ms = list(collected.measurements(folder, self._skip)
+                      if collected.is_archive_file(folder)
+                      else csvs.measurements(folder / "measurements.jsonl", self._skip))
             self._derived[folder] = csvs.rows(ms), [_measurement_row(m) for m in ms]
         return self._derived[folder]
 
@@ -208,10 +220,11 @@ class Results:
 
 def load(paths: Iterable[str | Path] | str | Path) -> Results:
     """Read run folders (or folders of run folders) into tidy DataFrames, loaded lazily;
-    a dataset folder (`probe analyze ingest`) is read with `load_dataset`."""
+    a dataset folder (`probe analyze ingest`), or a collector's data folder whose dataset
+    is complete, is read with `load_dataset`."""
     if isinstance(paths, str | Path):
         paths = [paths]
-    paths = list(paths)
+    paths = [collected.preferred(Path(p)) for p in paths]
     if any(is_dataset(p) for p in paths):
         if len(paths) != 1:
             raise ValueError("give one dataset, or run folders, not both")

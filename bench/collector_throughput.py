@@ -17,6 +17,7 @@ included), against the run's measurements.jsonl.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import multiprocessing as mp
 import os
@@ -117,8 +118,8 @@ def throughput(url: str, ca: Path | None, line: dict, clients: int, seconds: flo
                                      for n in range(clients)])
     answered = sum(count for count, _ in done)
     elapsed = max(spent for _, spent in done)
-    kept = sum(len(p.read_bytes().splitlines())
-               for p in data.glob("reports/*/measurements.jsonl"))
+    kept = sum(len(gzip.decompress(p.read_bytes()).splitlines())
+               for p in data.glob("raw/**/*.jsonl.gz"))  # the closed reports, sealed
     if kept != answered:
         raise SystemExit(f"{answered} answered 200 but {kept} stored")
     return kept / elapsed, kept

@@ -77,6 +77,14 @@ def meta(collector: Collector, report_id: str) -> dict:
     return json.loads((collector.store.reports / report_id / "meta.json").read_text())
 
 
+def archived(data: Path, report_id: str) -> list[dict]:
+    """The measurements of a sealed report, from the archive file its meta.json names."""
+    sealed = json.loads((data / "reports" / report_id / "meta.json").read_text())
+    assert sealed["state"] == "sealed"
+    return [json.loads(line) for line in
+            gzip.decompress((data / sealed["archive"]).read_bytes()).splitlines()]
+
+
 def test_open_update_close_stores_the_measurement_with_its_uid(plain, client) -> None:
     collector, _ = plain
     m = measurement()
@@ -100,8 +108,11 @@ def test_open_update_close_stores_the_measurement_with_its_uid(plain, client) ->
     res = client.post(protocol.close_path(report_id))
     assert res.status_code == 200 and res.json() == {"status": "success"}
     closed = meta(collector, report_id)
-    assert closed["state"] == "closed" and closed["close_reason"] == "client"
+    assert closed["state"] == "sealed" and closed["close_reason"] == "client"
     assert closed["open"] == protocol.open_body(m)
+    assert closed["archive"] == f"raw/date=2026-11-30/cc=ZZ/asn=AS0/{report_id}.jsonl.gz"
+    assert archived(collector.config.data, report_id) == [line]
+    assert not (collector.store.reports / report_id / "measurements.jsonl").exists()
 
 
 def test_a_repeated_measurement_id_gets_the_same_uid_and_is_stored_once(plain, client) -> None:
@@ -242,7 +253,10 @@ def test_the_log_has_one_line_per_request_without_the_client(tmp_path, plain, cl
     client.post(protocol.close_path(report_id))
     client.post("/nowhere")
     plain[0].stop()  # flushes and closes the log
-    lines = [json.loads(x) for x in (tmp_path / "collect.log").read_text().splitlines()]
+    records = [json.loads(x) for x in (tmp_path / "collect.log").read_text().splitlines()]
+    lines = [x for x in records if "event" not in x]
+    assert [(x["event"], x["report_id"]) for x in records if "event" in x] == [
+        ("sealed", report_id)]
     assert [(x["path"], x["status"]) for x in lines] == [
         ("/report", 200), ("/report/{id}", 200), ("/report/{id}/close", 200), ("other", 404)]
     assert all(x.get("report_id") == report_id for x in lines[:3])

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from probe.collection import protocol
-from tests.test_collect import measurement, open_report, update
+from tests.test_collect import archived, measurement, open_report, update
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +39,11 @@ def test_it_collects_and_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.S
         proc.send_signal(sig)
         assert proc.wait(timeout=15) == 0
         assert "certificate (self-signed) SHA-256" in proc.stderr.read()
-        statuses = [json.loads(x)["status"] for x in log.read_text().splitlines()]
-        assert statuses == [200, 200, 200]
-        stored = tmp_path / "data" / "reports" / report_id / "measurements.jsonl"
-        assert len(stored.read_text().splitlines()) == 1
+        records = [json.loads(x) for x in log.read_text().splitlines()]
+        assert [x["status"] for x in records if "status" in x] == [200, 200, 200]
+        assert {"event": "sealed", "report_id": report_id} in [
+            {k: x.get(k) for k in ("event", "report_id")} for x in records]
+        assert len(archived(tmp_path / "data", report_id)) == 1
     finally:
         if proc.poll() is None:
             proc.kill()

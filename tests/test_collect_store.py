@@ -103,7 +103,7 @@ def test_idle_reports_close_lazily_on_a_monotonic_clock(tmp_path: Path) -> None:
     clock.now += 7000
     store.append(report_id, with_id(m, "m2"))
     meta = json.loads((store.reports / other / "meta.json").read_text())
-    assert meta["state"] == "closed" and meta["close_reason"] == "idle"  # swept
+    assert meta["state"] == "sealed" and meta["close_reason"] == "idle"  # swept
     clock.now += 7201
     with pytest.raises(ClosedReport):
         store.append(report_id, m)

@@ -4,12 +4,15 @@ address (HTTPS, a lab-CA certificate for measure.lab.test, found through the lab
 then the analysis of what the collector stored.
 
 Submission must survive what a real network does to it: a collector restarted
-mid-submission, a path cut mid-submission. The access link is slowed for those two,
+mid-submission, a path cut mid-submission. What is collected is judged from the
+collector's data folder: its Parquet dataset once the background ingest has appended
+the sealed report, else its raw archive. The access link is slowed for those two,
 so a submission lasts long enough to be interrupted between measurements.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -22,6 +25,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from analysis.collected import preferred
 from analysis.commands import verdicts
 from probe.lab import Lab, running_lab, system, topology
 from probe.lab.demo import run_probe, write_targets
@@ -38,9 +42,12 @@ SUBMIT_TIMEOUT_S = 45.0  # a submit that finds no collector gives up after 7 s o
 
 
 def stored(data: Path) -> list[dict]:
-    """Every measurement the collector holds, across its reports."""
-    return [json.loads(line) for path in sorted(data.glob("reports/*/measurements.jsonl"))
-            for line in path.read_text().splitlines()]
+    """Every measurement the collector holds, in its open reports and its raw archive."""
+    working = [line for path in sorted(data.glob("reports/*/measurements.jsonl"))
+               for line in path.read_text().splitlines()]
+    sealed = [line for path in sorted(data.glob("raw/**/*.jsonl.gz"))
+              for line in gzip.decompress(path.read_bytes()).decode().splitlines()]
+    return [json.loads(line) for line in working + sealed]
 
 
 def judged(folder: Path) -> list[tuple[str, str]]:
@@ -54,8 +61,9 @@ def judged(folder: Path) -> list[tuple[str, str]]:
 class LabCollector:
     """`probe collect` in the lab's server namespace, on the measurement server's address."""
 
-    def __init__(self, lab: Lab, data: Path, port: int) -> None:
+    def __init__(self, lab: Lab, data: Path, port: int, ingest_every: float = 60) -> None:
         self.lab, self.data, self.port = lab, data, port
+        self.ingest_every = ingest_every
         self.listen = f"{topology.MEASURE_ADDRESS}:{port}"
         self.url = f"https://{topology.MEASURE_NAME}:{port}"
         self.log = data.parent / f"collect-{port}.jsonl"  # one JSON line per request
@@ -67,11 +75,18 @@ class LabCollector:
         argv = [*PROBE, "collect", "--data", str(self.data), "--listen", self.listen,
                 "--cert", str(certs / f"{topology.MEASURE_NAME}.pem"),
                 "--key", str(certs / f"{topology.MEASURE_NAME}.key"),
-                "--log-file", str(self.log)]
+                "--log-file", str(self.log), "--ingest-every", str(self.ingest_every)]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(system.in_ns(self.lab.names.server, argv), stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         system.wait_listening(self.lab.names.server, "tcp", {self.listen}, self.proc.pid, log)
+
+    def ingested(self, timeout: float = 60) -> None:
+        """Wait until the background ingest has appended every sealed report."""
+        deadline = time.monotonic() + timeout
+        while preferred(self.data) != self.data / "dataset":
+            assert time.monotonic() < deadline, "the sealed reports were not ingested"
+            time.sleep(0.2)
 
     def stop(self) -> None:
         """SIGTERM, as an operator restarting it would; SIGKILL if it lingers."""
@@ -143,7 +158,8 @@ def status(results: Path) -> str:
 
 
 def assert_once_and_complete(data: Path, volunteer: Path) -> None:
-    """One closed report holding each of the run's measurements exactly once, judged alike."""
+    """One sealed report holding each of the run's measurements exactly once, judged alike
+    from the collector's data folder."""
     sent = [json.loads(line) for line in (volunteer / "measurements.jsonl").read_text()
             .splitlines()]
     (report,) = (data / "reports").iterdir()
@@ -152,8 +168,8 @@ def assert_once_and_complete(data: Path, volunteer: Path) -> None:
     assert ids == sorted(identity.field(m, "measurement_id") for m in sent)
     assert len(set(ids)) == len(ids)
     assert {m["report_id"] for m in kept} == {report.name}
-    assert json.loads((report / "meta.json").read_text())["state"] == "closed"
-    assert judged(data / "reports") == judged(volunteer)
+    assert json.loads((report / "meta.json").read_text())["state"] == "sealed"
+    assert judged(data) == judged(volunteer)
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +195,11 @@ def test_lab_run_collected_once_however_often_submitted(
         lab_run: tuple[Lab, Path], tmp_path: Path) -> None:
     lab, folder = lab_run
     results, run = copy_run(folder, tmp_path)
-    collector = LabCollector(lab, tmp_path / "collected", 9443)
+    collector = LabCollector(lab, tmp_path / "collected", 9443, ingest_every=1)
     collector.start()
     try:
         outcomes = [submit(lab, collector, results) for _ in range(3)]
+        collector.ingested()  # judged from the dataset below
     finally:
         collector.stop()
     for res in outcomes:
@@ -190,7 +207,9 @@ def test_lab_run_collected_once_however_often_submitted(
     total = len((run / "measurements.jsonl").read_text().splitlines())
     assert f"{total} of {total} sent" in outcomes[0].stdout
     assert_once_and_complete(collector.data, run)
-    requests = [json.loads(line)["path"] for line in collector.log.read_text().splitlines()]
+    records = [json.loads(line) for line in collector.log.read_text().splitlines()]
+    requests = [x["path"] for x in records if "path" in x]
+    assert [x["event"] for x in records if "event" in x] == ["sealed", "ingested"]
     assert requests.count("/report") == 1  # the repeats sent nothing
     assert requests.count("/report/{id}") == total
     # The clean lab: both judged, never throttled (jitter on a fast object may leave it

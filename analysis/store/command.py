@@ -12,7 +12,7 @@ EXIT_BAD_INPUT = 2
 
 @click.command()
 @click.argument("sources", metavar="SRC...", nargs=-1, required=True,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+                type=click.Path(exists=True, path_type=Path))
 @click.option("--into", "into", required=True, metavar="DATASET",
               type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder to add to (created if missing).")
@@ -28,7 +28,10 @@ def ingest(sources: tuple[Path, ...], into: Path, batch_runs: int | None, worker
            scheduler: str | None, recompute: bool) -> None:
     """Add run folders to a Parquet dataset that verdicts, aggregate and report then read.
 
-    SRC are run folders or folders holding run folders. A run already in the dataset
+    SRC are run folders or folders holding run folders, or a collector's data folder
+    (`probe collect --data`), its raw/ archive or `.jsonl.gz` files of it, each holding
+    the measurements of one run (a run sent in two reports is one run). A run already in
+    the dataset
     (same run id) is skipped, so ingesting the same folders daily adds only new runs. A
     killed ingest leaves the dataset valid; run it again to finish.
     """

@@ -19,6 +19,7 @@ import pyarrow as pa
 from probe.results import jsonl
 from probe.results.jsonl import MAX_LINE_BYTES
 
+from .. import collected
 from ..load import TABLES, Results, _run_info
 from ..verdicts import transfer_table, verdicts
 from .schema import PARTITION, UNKNOWN, to_arrow
@@ -40,13 +41,15 @@ class RunKey:
 
 
 def run_keys(folders: list[Path]) -> list[RunKey]:
-    """The key of each run folder, from its run.json read as `analysis.load` reads it.
+    """The key of each run folder, from its run.json read as `analysis.load` reads it (of a
+    collector's archive file, from its first measurement's envelope).
 
     A value that cannot name a folder safely (an ASN not `AS<digits>`, a country not two
     capital letters) is partitioned under OONI's "unknown" (`AS0`, `ZZ`); the network
     column keeps the run's own value.
     """
-    infos = [_run_info(f, lambda skip: None) for f in folders]
+    infos = [collected.run_info(f, lambda skip: None) if collected.is_archive_file(f)
+             else _run_info(f, lambda skip: None) for f in folders]
     starts = pd.to_datetime(pd.Series([i.get("start") for i in infos], dtype=object),
                             utc=True, errors="coerce", format="ISO8601")
     days = starts.dt.strftime("%Y-%m-%d").fillna(UNKNOWN["day"]).tolist()
@@ -54,7 +57,7 @@ def run_keys(folders: list[Path]) -> list[RunKey]:
     for folder, info, day in zip(folders, infos, days, strict=True):
         asn, label = info.get("asn"), info.get("label")
         network = asn if asn is not None else label if label is not None else "unlabelled"
-        cc = _country(folder)
+        cc = info.get("cc") if collected.is_archive_file(folder) else _country(folder)
         keys.append(RunKey(str(folder), info.get("run_id") or folder.name, day,
                            cc if cc and _CC.fullmatch(cc) else UNKNOWN["cc"],
                            asn if asn and _ASN.fullmatch(asn) else UNKNOWN["asn"], network))
@@ -88,7 +91,8 @@ def tables(r: Results, keys: list[RunKey]) -> dict[str, pa.Table]:
     frames.update(judged(r))
     run_of = {Path(k.folder).resolve(): k.run_id for k in keys}
     frames["skipped"] = pd.DataFrame(
-        [{"run_id": run_of.get(s.path.parent.resolve()), "path": str(s.path), "line": s.line,
+        [{"run_id": run_of.get(s.path.resolve(), run_of.get(s.path.parent.resolve())),
+          "path": str(s.path), "line": s.line,
           "reason": s.reason} for s in r.skipped],
         columns=["run_id", "path", "line", "reason"])
     return tag(frames, keys)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from ..collected import is_archive_file
 from ..load import run_folders
 from . import rules
 from .derive import RunKey, derive, judged, run_keys, tag
@@ -76,18 +77,24 @@ def ingest(sources: Iterable[str | Path], into: str | Path, *, batch_runs: int =
         if ds.verdict_rules != current:
             ds.stamp(current)
         present = ds.run_ids()
-        todo: dict[str, RunKey] = {}
+        todo: dict[str, list[RunKey]] = {}
+        given: set[str] = set()  # runs given that are in the dataset already
         for key in run_keys(folders):
             if key.run_id in present:
-                done.present += 1
-            else:
-                todo.setdefault(key.run_id, key)
-        plan = sorted(todo.values(), key=lambda k: (k.day, k.cc, k.asn, k.run_id))
-        batches = [plan[i:i + batch_runs] for i in range(0, len(plan), batch_runs)]
+                given.add(key.run_id)
+            elif key.run_id not in todo or is_archive_file(Path(key.folder)):
+                # A run folder of a run met before is a copy; a collector's archive file
+                # of one is its next part (a report closed before all was sent).
+                todo.setdefault(key.run_id, []).append(key)
+        done.present = len(given)
+        plan = sorted(todo.values(), key=lambda ks: (ks[0].day, ks[0].cc, ks[0].asn,
+                                                     ks[0].run_id))
+        batches = [[k for run in plan[i:i + batch_runs] for k in run]
+                   for i in range(0, len(plan), batch_runs)]
         for keys, tables in mapper(derive, batches):
-            ds.commit(write_batch(ds, new_batch_id(), [k.run_id for k in keys], tables,
-                                  current))
-            done.ingested += len(keys)
+            runs = list(dict.fromkeys(k.run_id for k in keys))
+            ds.commit(write_batch(ds, new_batch_id(), runs, tables, current))
+            done.ingested += len(runs)
             done.batches += 1
             if progress:
                 progress("ingest", done.ingested, len(plan))

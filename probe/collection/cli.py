@@ -23,8 +23,9 @@ _defaults = CollectorConfig(data=Path())
 
 @click.command("collect")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder the reports are stored in (created if needed); see "
-                   "docs/collector.md for its layout.")
+              help="Folder the reports are stored in (created if needed): open reports "
+                   "in reports/, closed ones sealed in raw/ and appended to dataset/; see "
+                   "docs/collector.md for the layout.")
 @listen_and_certificate(
     "Address to listen on. Repeatable.",
     "Certificate chain (PEM). Without it a self-signed one is generated.")
@@ -58,16 +59,27 @@ _defaults = CollectorConfig(data=Path())
               default=_defaults.max_open_reports_per_client, show_default=True,
               help="Reports open at once per client network (/24 or /64); one more is "
                    "refused with 429. 0: no cap per client (behind a proxy).")
+@click.option("--no-dataset", is_flag=True,
+              help="Keep the raw archive only: no Parquet dataset in DATA/dataset (`probe "
+                   "analyze ingest DATA --into ...` makes one later).")
+@click.option("--ingest-every", type=click.FloatRange(1), default=_defaults.ingest_every,
+              show_default=True, metavar="SECONDS",
+              help="Seconds between two appends of the newly sealed reports to "
+                   "DATA/dataset (one `probe analyze ingest` each time; a failed one is "
+                   "retried then).")
 def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: Path | None,
             plain_http: bool, log_file: Path | None, log_client_address: bool,
             max_connections: int, header_timeout: float, request_timeout: float,
             rate_limit: float, rate_burst: int, max_open_reports: int,
-            max_open_reports_per_client: int) -> None:
+            max_open_reports_per_client: int, no_dataset: bool, ingest_every: float) -> None:
     """Collect measurements from `probe submit` (OONI's collector protocol, bk-003).
 
     Every measurement is checked, then appended to DATA/reports/<report_id>/
-    measurements.jsonl and fsynced before the probe hears 200. Exit status: 0 after
-    SIGTERM or SIGINT, 2 for an unusable --data, --log-file or option, 1 if it cannot listen.
+    measurements.jsonl and fsynced before the probe hears 200. A closed report is sealed
+    into DATA/raw/date=YYYY-MM-DD/cc=XX/asn=ASn/<report_id>.jsonl.gz (gzip JSONL), each
+    measurement once, and appended to the Parquet dataset DATA/dataset in the background;
+    `probe analyze verdicts DATA` reads either. Exit status: 0 after SIGTERM or SIGINT, 2
+    for an unusable --data, --log-file or option, 1 if it cannot listen.
     """
     if key is not None and cert is None:
         raise click.UsageError("--key needs --cert")
@@ -79,6 +91,7 @@ def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: P
         header_timeout=header_timeout, request_timeout=request_timeout,
         rate_limit=rate_limit, rate_burst=rate_burst, max_open_reports=max_open_reports,
         max_open_reports_per_client=max_open_reports_per_client,
+        dataset=not no_dataset, ingest_every=ingest_every,
     )
     try:
         collector = Collector(config)
@@ -99,6 +112,7 @@ def collect(data: Path, listen: list[tuple[str, int]], cert: Path | None, key: P
     try:
         addresses = collector.start()
     except OSError as exc:
+        collector.store.archive.close()
         collector.log.close()
         raise click.ClickException(f"cannot listen: {exc}") from None
     if collector.certificates is None:

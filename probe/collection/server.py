@@ -5,7 +5,9 @@ closed at once); one request per connection (bk-003: no keep-alive assumed); a
 deadline for the TLS handshake and request head and one for the whole request, kept
 by a watchdog thread that shuts a late connection down. Each client is held to a
 request rate (`ratelimit`) and to a number of open reports (`store.OpenLimits`).
-Every answer is JSON.
+Every answer is JSON. Two background threads keep the storage: one closes idle reports
+and seals closed ones (`Store.maintain`), the other appends them to the dataset
+(`ingester`, unless `dataset` is off).
 """
 
 from __future__ import annotations
@@ -30,8 +32,17 @@ from probe.server.log import JsonLog
 from probe.server.tls import Certificates
 
 from . import protocol, ratelimit, validate
+from .ingester import INGEST_EVERY_S, Ingester
 from .ratelimit import RateLimiter
-from .store import IDLE_CLOSE_S, ClosedReport, OpenLimits, Store, TooManyOpen, UnknownReport
+from .store import (
+    IDLE_CLOSE_S,
+    SWEEP_EVERY_S,
+    ClosedReport,
+    OpenLimits,
+    Store,
+    TooManyOpen,
+    UnknownReport,
+)
 
 # A refused body this much over its cap is still read (and dropped) before the answer,
 # so the client sees the 413 rather than a reset; a larger one is cut off.
@@ -62,6 +73,8 @@ class CollectorConfig:
     rate_burst: int = ratelimit.DEFAULT_BURST
     max_open_reports: int = OpenLimits.total
     max_open_reports_per_client: int = OpenLimits.per_client  # 0: no cap per client
+    dataset: bool = True  # append sealed reports to DATA/dataset
+    ingest_every: float = INGEST_EVERY_S  # seconds between two rounds of ingest
 
 
 class Collector:
@@ -69,12 +82,20 @@ class Collector:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
-        self.store = Store(config.data, config.idle_close, limits=OpenLimits(
-            config.max_open_reports, config.max_open_reports_per_client))
+        self.log = JsonLog(config.log)
+        try:
+            self.store = Store(config.data, config.idle_close, limits=OpenLimits(
+                config.max_open_reports, config.max_open_reports_per_client),
+                log=self.log_request)
+            self.certificates = (None if config.plain_http
+                                 else Certificates(config.cert, config.key))
+        except BaseException:
+            self.log.close()
+            raise
+        self.ingester = (Ingester(config.data, self.store.archive, config.ingest_every,
+                                  self.log_request) if config.dataset else None)
         self.limiter = (RateLimiter(config.rate_limit, config.rate_burst)
                         if config.rate_limit else None)
-        self.certificates = None if config.plain_http else Certificates(config.cert, config.key)
-        self.log = JsonLog(config.log)
         self.slots = threading.BoundedSemaphore(config.max_connections)
         self._servers: list[_HTTPServer] = []
         self._threads: list[threading.Thread] = []
@@ -98,6 +119,9 @@ class Collector:
         for server in self._servers:
             self._spawn(server.serve_forever, 0.2)
         self._spawn(self._watch)
+        self._spawn(self._maintain)
+        if self.ingester is not None:
+            self.ingester.start()
         return [s.server_address[:2] for s in self._servers]
 
     def _spawn(self, target: Any, *args: Any) -> None:
@@ -114,6 +138,9 @@ class Collector:
         self._stopping.set()
         for thread in self._threads:
             thread.join()
+        if self.ingester is not None:
+            self.ingester.stop()
+        self.store.archive.close()
         self.log.close()
 
     def watch(self, conn: socket.socket, deadline: float) -> None:
@@ -135,6 +162,15 @@ class Collector:
                             socket.socket.shutdown(conn, socket.SHUT_RDWR)
                         except OSError:
                             pass
+
+    def _maintain(self) -> None:
+        """Close idle reports and seal closed ones even when no request comes; a failure
+        is logged by the store and retried at the next round."""
+        while not self._stopping.wait(SWEEP_EVERY_S):
+            try:
+                self.store.maintain()
+            except Exception as exc:  # the thread must outlive a bug or a full disk
+                self.log_request({"event": "error", "error": repr(exc)})
 
     def log_request(self, record: dict[str, Any]) -> None:
         self.log.write({"time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]

@@ -1,11 +1,17 @@
-"""The collector's storage: one folder per report, measurements appended and fsynced.
+"""The collector's storage: a working folder per report, sealed into the raw archive
+once the report is closed.
 
-    DIR/reports/<report_id>/meta.json           the open body, state open/closed, UTC times
-    DIR/reports/<report_id>/measurements.jsonl  one measurement a line, with its measurement_uid
+    DIR/reports/<report_id>/meta.json           the open body, state open/closed/sealed,
+                                                UTC times
+    DIR/reports/<report_id>/measurements.jsonl  one measurement a line, with its
+                                                measurement_uid (until sealed)
+    DIR/raw/...                                 the sealed reports (archive.py)
 
-A report folder reads like a run folder of `probe run` (a `measurements.jsonl` of
-df-000 envelopes), so `probe analyze DIR/reports` works on what was collected.
-A measurement is on disk (written and fsynced) before its uid is handed out.
+An open report's folder reads like a run folder of `probe run` (a `measurements.jsonl`
+of df-000 envelopes). A measurement is on disk (written and fsynced) before its uid is
+handed out. Closing a report seals it: its measurements go to the archive, then its
+meta.json says "sealed" and its measurements.jsonl goes; a report closed but not sealed
+(a crash, a full disk) is sealed at the next start or the next maintenance round.
 Open reports are bounded in number, in all and per client network, as each holds
 memory until closed (`OpenLimits`).
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
 import tempfile
 import threading
 import time
@@ -27,6 +34,7 @@ from typing import Any
 from probe.results import atomic, identity
 
 from . import protocol
+from .archive import Archive, Sealed, fsync_dir, key_of
 
 IDLE_CLOSE_S = 2 * 3600.0  # bk-003: not stale before two hours without an update
 SWEEP_EVERY_S = 60.0
@@ -88,43 +96,59 @@ class _Open:
     closed: bool = False
 
 
+Log = Callable[[dict[str, Any]], None]
+
+
 class Store:
-    """Reports under `root/reports`; safe to use from many threads."""
+    """Reports under `root/reports`, sealed into `root/raw`; safe to use from many threads.
+    `log` hears of each report sealed and of each sealing that failed (to be retried)."""
 
     def __init__(self, root: Path, idle_close: float = IDLE_CLOSE_S,
                  clock: Callable[[], float] = time.monotonic,
-                 limits: OpenLimits = OpenLimits()) -> None:
+                 limits: OpenLimits = OpenLimits(), log: Log = lambda record: None) -> None:
         self.reports = Path(root) / "reports"
         self.idle_close = idle_close
         self.limits = limits
         self._clock = clock
+        self._log = log
         try:
             self.reports.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.reports):
                 pass
+            self.archive = Archive(Path(root))
         except OSError as exc:
             raise StoreError(f"{root}: not a writable folder ({exc.strerror or exc})") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"{root}: its index cannot be used ({exc})") from None
         self._lock = threading.Lock()
         self._open: dict[str, _Open] = {}
         self._owned: Counter[str] = Counter()  # open reports per owner
+        self._unsealed: set[str] = set()  # closed, not sealed yet (a failure: retried)
         self._last_sweep = clock()
         self._resume()
 
     def _resume(self) -> None:
-        """Take back the reports left open by an earlier collector; their idle time so far
-        is the wall clock's (the only clock that outlives a process)."""
+        """Take back the reports left open by an earlier collector (their idle time so far
+        is the wall clock's, the only clock that outlives a process) and seal those it
+        closed but did not seal."""
         for meta_path in self.reports.glob(f"*/{META}"):
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if not isinstance(meta, dict) or meta.get("state") != "open":
+            if not isinstance(meta, dict):
                 continue
             folder = meta_path.parent
             data = folder / MEASUREMENTS
-            last = (data if data.exists() else meta_path).stat().st_mtime
-            idle = max(0.0, time.time() - last)
-            self._open[folder.name] = _Open(self._clock() - idle, _stored_uids(data))
+            if meta.get("state") == "open":
+                last = (data if data.exists() else meta_path).stat().st_mtime
+                idle = max(0.0, time.time() - last)
+                self._open[folder.name] = _Open(self._clock() - idle, _stored_uids(data))
+            elif meta.get("state") == "closed":
+                self._unsealed.add(folder.name)
+            elif meta.get("state") == "sealed":
+                data.unlink(missing_ok=True)  # a crash right after sealing
+        self.seal_closed()
 
     def open(self, body: Mapping[str, Any], owner: str | None = None) -> str:
         """Create a report for this (checked) open body, counted as `owner`'s (the
@@ -193,6 +217,9 @@ class Store:
             mid = identity.field(content, "measurement_id")
             if isinstance(mid, str) and mid in report.uids:
                 return report.uids[mid], True
+            key = key_of(dict(content))
+            if key is not None and (first := self.archive.uid(key)) is not None:
+                return first, True  # sent again in a new report after its first was sealed
             uid = protocol.new_measurement_uid(content)
             _append(self.reports / report_id / MEASUREMENTS,
                     encode_line({**content, "measurement_uid": uid}))
@@ -201,7 +228,9 @@ class Store:
             return uid, False
 
     def close(self, report_id: str, reason: str = "client") -> None:
-        """Close a report (again: nothing changes); UnknownReport if there is none."""
+        """Close a report (again: nothing changes) and seal it; UnknownReport if there is
+        none. A sealing that fails (a full disk) leaves the report closed, to be sealed
+        by `seal_closed`."""
         with self._lock:
             report = self._open.get(report_id)
         if report is None:
@@ -215,7 +244,48 @@ class Store:
                 meta.update(state="closed", closed_at=_utc_now(), close_reason=reason)
                 atomic.write_text(path, json.dumps(meta, indent=1) + "\n")
                 report.closed = True
+                with self._lock:
+                    self._unsealed.add(report_id)
         self._forget(report_id)
+        self.seal_closed()
+
+    def seal_closed(self) -> None:
+        """Seal every report closed but not sealed yet; one that fails is logged and
+        tried again at the next call."""
+        with self._lock:  # taken: two threads never seal one report at once
+            todo, self._unsealed = sorted(self._unsealed), set()
+        for report_id in todo:
+            try:
+                sealed = self._seal(report_id)
+            except (OSError, ValueError, sqlite3.Error) as exc:
+                self._log({"event": "seal-failed", "report_id": report_id,
+                           "error": repr(exc)})
+                with self._lock:
+                    self._unsealed.add(report_id)
+                continue
+            self._log({"event": "sealed", "report_id": report_id, "archive": sealed.path,
+                       "measurements": sealed.kept, "dropped": sealed.dropped})
+
+    def _seal(self, report_id: str) -> Sealed:
+        """Archive a closed report, then mark its folder sealed and drop its working file:
+        each step safe to repeat after a crash at any point."""
+        folder = self.reports / report_id
+        data = folder / MEASUREMENTS
+        sealed = self.archive.seal(report_id, data)
+        path = folder / META
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta.update(state="sealed", sealed_at=_utc_now(), archive=sealed.path,
+                    measurements=sealed.kept)
+        atomic.write_text(path, json.dumps(meta, indent=1) + "\n")
+        data.unlink(missing_ok=True)
+        fsync_dir(folder)
+        return sealed
+
+    def maintain(self) -> None:
+        """What no request may come to do: close the reports idle too long and seal the
+        closed ones (a background thread calls this)."""
+        self._sweep()
+        self.seal_closed()
 
     def _exists(self, report_id: str) -> bool:
         return (protocol.REPORT_ID.match(report_id) is not None
