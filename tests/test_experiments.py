@@ -18,7 +18,7 @@ import pytest
 from probe.experiment_names import NAMES
 from probe.experiments import SPLIT_SHAPES, TWITTER_SNIS, plan, sni_names
 from probe.experiments import clienthello as ch
-from probe.experiments.base import MAX_BYTES, Server, is_twitter_name
+from probe.experiments.base import MAX_BYTES, Server
 from probe.experiments.download import Download
 from probe.experiments.handshake import PADDED_MIN_BYTES, ServerCertHandshake, matches_host
 from probe.experiments.locate import client_hello
@@ -27,6 +27,7 @@ from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
 from probe.measure.transfer import Limits
 from probe.measurement import MeasureContext, Measurement
+from probe.names import is_twitter_name
 from probe.runner import RunConfig, Runner
 from probe.targets import Target, default_paths, load
 
