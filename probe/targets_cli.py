@@ -10,6 +10,7 @@ from typing import NoReturn
 import click
 
 from probe import packs
+from probe import targets as targets_module
 from probe.measure.limits import DNS_TIMEOUT
 from probe.operate.options import network_options
 from probe.targets import Target, TargetError
@@ -54,7 +55,11 @@ def list_(pack_names: tuple[str, ...]) -> None:
 @targets.command("check")
 @click.option("--pack", "pack_names", multiple=True, metavar="NAME",
               help="Check this pack; repeatable; `all` for every pack but the lab's "
-                   "[default: all].")
+                   "[default: all, unless --targets is given].")
+@click.option("--targets", "target_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Check this list or pack file (a new pack before it goes into targets/); "
+                   "repeatable.")
 @network_options
 @click.option("--max-bytes", default=CHECK_MAX_BYTES, show_default=True,
               type=click.IntRange(1024), help="Byte cap per URL (per whole video).")
@@ -63,7 +68,8 @@ def list_(pack_names: tuple[str, ...]) -> None:
               help="Time cap per URL; also the connect and TLS handshake timeout.")
 @click.option("--dns-timeout", default=DNS_TIMEOUT, show_default=True,
               type=click.FloatRange(0.1, 60), help="Seconds to wait for each DNS answer.")
-def check(pack_names: tuple[str, ...], resolver: list, doh: list, no_system_resolver: bool,
+def check(pack_names: tuple[str, ...], target_files: tuple[Path, ...], resolver: list,
+          doh: list, no_system_resolver: bool,
           ca_bundle: Path | None, connect_to: dict, allow_nets: list[str], max_bytes: int,
           max_seconds: float, dns_timeout: float) -> None:
     """Fetch every URL of the packs once, with small caps, and say what answered.
@@ -77,7 +83,7 @@ def check(pack_names: tuple[str, ...], resolver: list, doh: list, no_system_reso
     they would see a run's: check from a network where that is safe.
 
     Exit status: 0 when every URL is usable, 1 when one is not (dead, refused, an error
-    page), 2 for an unknown pack or a bad list.
+    page), 2 for an unknown pack or a bad list (checked before anything is fetched).
     """
     from probe.measure.limits import Limits
     from probe.target_check import check as check_one
@@ -92,9 +98,11 @@ def check(pack_names: tuple[str, ...], resolver: list, doh: list, no_system_reso
         _fail(f"error: --ca-bundle {ca_bundle}: {exc}")
     dead: list[str] = []
     total = 0
-    for pack in _packs(pack_names or (packs.ALL,)):
-        loaded = _load(pack)
-        click.echo(f"{pack.name}: {len(loaded)} URLs")
+    chosen = _packs(pack_names or (() if target_files else (packs.ALL,)))
+    lists = [(p.name, _load(p)) for p in chosen] + [(str(f), _load_file(f))
+                                                    for f in target_files]
+    for title, loaded in lists:
+        click.echo(f"{title}: {len(loaded)} URLs")
         for t in loaded:
             found = check_one(t, ctx)
             total += 1
@@ -120,6 +128,15 @@ def _load(pack: packs.Pack) -> list[Target]:
     """The pack's targets, its included controls too."""
     try:
         return packs.load([pack])[1]
+    except TargetError as exc:
+        _fail(f"error: {exc}")
+
+
+def _load_file(path: Path) -> list[Target]:
+    """A file's targets; a pack file's with its includes and its checks."""
+    try:
+        pack = packs.read(path)
+        return packs.load([pack])[1] if pack else targets_module.load([path])
     except TargetError as exc:
         _fail(f"error: {exc}")
 
