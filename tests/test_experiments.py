@@ -202,6 +202,25 @@ def test_the_runner_plans_the_names_of_its_own_targets(tmp_path: Path) -> None:
     assert tried == own | {"measure.test", ""}
 
 
+def test_a_packs_names_are_tried_under_their_service() -> None:
+    """YouTube targets' names and a pack's names of hosts without a public object (signed
+    playback URLs) join the Twitter ones, labelled with their service's family."""
+    from probe import packs
+
+    (youtube,) = packs.select(["youtube"])
+    _, targets = packs.load([youtube])
+    config = RunConfig(target_files=youtube.files, server="https://measure.test",
+                       experiments=["sni"], early_stop=False, sni_names=packs.sni_names([youtube]))
+    sni = {item.target.sni: item.target.family for item in Runner(config, targets).items
+           if isinstance(item, Download) and item.name == "sni"}
+    assert sni == {"pbs.twimg.com": "twitter", "twitter.com": "twitter",
+                   "i.ytimg.com": "youtube", "www.youtube.com": "youtube",
+                   "youtu.be": "youtube", "rr1---sn-4g5e6nsz.googlevideo.com": "youtube",
+                   "redirector.googlevideo.com": "youtube", "measure.test": "control",
+                   "": "control"}
+    assert sni_names([], ["example.com", "I.ytimg.com"]) == [*TWITTER_SNIS, "i.ytimg.com"]
+
+
 def test_plan_neutral_name_for_an_ip_server_and_bad_input() -> None:
     neutral = [e for e in plan("https://192.0.2.80", ["sni"]) if e.target.name == "sni-neutral"]
     assert neutral[0].target.sni == "example.com"

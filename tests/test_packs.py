@@ -210,3 +210,11 @@ def test_targets_check_of_a_bad_list_exits_2_before_fetching(tmp_path: Path) -> 
     bad = _pack(tmp_path, 'description = "x"\nservice = "tiktok"')
     res = CliRunner().invoke(main, ["targets", "check", "--targets", str(bad)])
     assert res.exit_code == 2 and "service 'tiktok'" in res.output
+
+
+def test_service_names_are_labels_not_substrings() -> None:
+    assert service_of("rr1---sn-4g5e6nsz.googlevideo.com") == "youtube"
+    assert service_of("Static.xx.FBCDN.net.") == "facebook"
+    assert service_of("t.co") == "twitter"
+    assert not any(is_service_name(n) for n in ["notyoutube.com", "youtube.com.example",
+                                                 "googlevideo.co", "", None])
