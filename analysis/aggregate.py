@@ -2,11 +2,13 @@
 
 The network is the run's ASN when run.json carries one (`asn`), else its
 `--label`, else "unlabelled": volunteers on the same ISP pool their runs.
-Only Twitter targets (family `twitter`) of the main experiment count
-(differential experiments answer "why", not "how often"; collateral
-`control-tco` targets answer "what else is hit"). `share_throttled` is throttled / (ok +
-throttled): inconclusive and failed verdicts are counted but not in the share,
-so a day of broken networks does not read as a day without throttling.
+Only service targets (families `twitter`, `youtube`, `facebook`: probe.names)
+of the main experiment count (differential experiments answer "why", not "how
+often"; collateral `control-tco` targets answer "what else is hit"). Runs of
+several packs pool their services here; their verdicts keep them apart.
+`share_throttled` is throttled / (ok + throttled): inconclusive and failed
+verdicts are counted but not in the share, so a day of broken networks does
+not read as a day without throttling.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+
+from probe.names import SERVICES
 
 from .load import Results
 
@@ -41,9 +45,10 @@ def networks(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_rows(verdict_rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The verdicts that count (Twitter targets of the main experiment), each with its
+    """The verdicts that count (service targets of the main experiment), each with its
     run's network and day."""
-    mine = (verdict_rows["experiment"] == "target") & (verdict_rows["family"] == "twitter")
+    mine = ((verdict_rows["experiment"] == "target")
+            & verdict_rows["family"].isin(list(SERVICES)))
     # a dataset's rows may carry their network already: the runs' meta is the one key
     v = verdict_rows.loc[mine].drop(columns=["network", "day"], errors="ignore")
     return v.merge(networks(runs), on="run_id")

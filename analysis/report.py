@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from probe.escape import for_html, for_markdown, for_plot  # noqa: E402
+from probe.names import is_service_family  # noqa: E402
 from probe.results.atomic import write_bytes, write_text  # noqa: E402
 
 from .load import Results  # noqa: E402
@@ -30,7 +31,8 @@ from .verdicts import rate_series, transfer_table, verdicts  # noqa: E402
 BIN_S = 0.5  # plot bins; a transfer shorter than 8 bins gets 8 finer ones
 MAX_SERIES = 12  # transfers per family in the throughput-over-time plot
 MAX_STEPS = 2000  # per line: 1200 half-second steps cover the probe's longest transfer
-COLORS = {"twitter": "#d62728", "control": "#1f77b4"}
+COLORS = {"twitter": "#d62728", "control": "#1f77b4", "youtube": "#ff7f0e",
+          "facebook": "#9467bd"}
 VERDICT_COLUMNS = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
                    "control_rate_kbps", "ratio", "p_value", "explanation"]
 # Beyond this many verdicts the page would grow by megabytes; the CSV lists them instead.
@@ -131,7 +133,7 @@ def timeline_figure(table: pd.DataFrame, rows: pd.DataFrame) -> Figure | None:
         ax.plot(g["start"], g["rate"], "o-", color=_color(family), ms=4, lw=1,
                 label=for_plot(family))
         hit = g[g["run_id"].isin(throttled)]
-        if family == "twitter" and len(hit):
+        if is_service_family(family) and len(hit):
             ax.plot(hit["start"], hit["rate"], "x", color="black", ms=8,
                     label="run with a throttled verdict")
     ax.set_yscale("log")

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from probe.names import TWITTER_DOMAINS as TWITTER_NAMES
-from probe.names import is_twitter_name
+from probe.names import is_service_family, is_service_name, is_twitter_name, label, service_of
 
 from .bootstrap import _compare, _Comparison
 from .features import CERT_FAILURES, _Rep, _reps, _sender_tcpinfo, _stage, rate_series
@@ -319,23 +319,30 @@ def _controls_for(subject: list[_Rep], pair: str | None, run: list[_Rep]) -> lis
 
 
 def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
-             seed: int) -> tuple[str, str]:
+             seed: int, family: str | None = "twitter") -> tuple[str, str]:
     """(trigger, reason) of a throttled target from the run's `sni` experiment.
 
-    Each Twitter name the experiment sent to the neutral server is judged on its own
-    against the neutral and no-SNI variants. A name slow there (steady, significant)
-    means the device reads the name: `sni`. `ip` needs the target's own name to have
-    been fast there: a sibling name proves nothing about an exact-name rule. A `split`
-    ClientHello alone (no `sni` rows) cannot tell the name from the address.
+    Each service name the experiment sent to the neutral server is judged on its own
+    against the neutral and no-SNI variants: the names of the target's own service
+    when its family is a service's (a slow Twitter name says nothing of YouTube), else
+    every service's (a collateral or lab target). A name slow there (steady,
+    significant) means the device reads the name: `sni`. `ip` needs the target's own
+    name to have been fast there: a sibling name proves nothing about an exact-name
+    rule. A `split` ClientHello alone (no `sni` rows) cannot tell the name from the
+    address.
     """
     def ok(r: _Rep) -> bool:
         return r.stage == "ok" and r.rate is not None and r.direction == "down"
 
+    def counts(name: str | None) -> bool:
+        return is_service_name(name) and (not is_service_family(family)
+                                          or service_of(name) == family)
+
     sni = [r for r in run if r.experiment == "sni" and ok(r)]
-    neutral = [r for r in sni if not is_twitter_name(r.sni)]
+    neutral = [r for r in sni if not is_service_name(r.sni)]
     names: dict[str, list[_Rep]] = {}
     for r in sni:
-        if is_twitter_name(r.sni):
+        if counts(r.sni):
             names.setdefault(str(r.sni).lower(), []).append(r)
     split = [r for r in run if r.experiment == "split" and ok(r)]
     if not names or not neutral:
@@ -361,8 +368,9 @@ def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
         extra = ""
         if split and np.median([r.rate for r in split]) >= OK_RATIO * c.control:
             extra = "; a split ClientHello evades it"
-        return "sni", (f"the Twitter SNI {name} to a neutral server was slow ({c.rate:.0f} vs "
-                       f"{c.control:.0f} kbit/s for a neutral or no SNI){extra}")
+        return "sni", (f"the {label(service_of(name))} SNI {name} to a neutral server was "
+                       f"slow ({c.rate:.0f} vs {c.control:.0f} kbit/s for a neutral or no "
+                       f"SNI){extra}")
     if mine_fast:
         name, c = mine_fast[0]
         return "ip", (f"its own name {name} sent to a neutral server was fast ({c.rate:.0f} "
@@ -370,8 +378,9 @@ def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
                       f"{target_rate:.0f}: the destination, not the name, is slowed")
     if fast:
         tested = ", ".join(n for n, _ in fast)
-        return "unknown", (f"Twitter names sent to a neutral server were fast ({tested}), "
-                           f"but this target's name ({own or '?'}) was not among them")
+        return "unknown", (f"{label(service_of(fast[0][0]))} names sent to a neutral server "
+                           f"were fast ({tested}), but this target's name ({own or '?'}) was "
+                           "not among them")
     return "unknown", "the SNI experiment was not clear-cut"
 
 
@@ -383,7 +392,8 @@ def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
     for r in reps:
         if r.experiment == "target" and r.family == "control":
             continue
-        if r.experiment != "target" and not (is_twitter_name(r.sni) or r.family == "twitter"):
+        if r.experiment != "target" and not (is_service_name(r.sni)
+                                             or is_service_family(r.family)):
             continue  # neutral-name experiment measurements are the baselines
         groups.setdefault((r.experiment, r.target, r.direction), []).append(r)
     for (experiment, target, direction), subject in groups.items():
@@ -391,16 +401,18 @@ def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
             controls = _controls_for(subject, pairs.get(target), reps)
         else:
             controls = [r for r in reps if r.experiment in (experiment, "sni")
-                        and not is_twitter_name(r.sni) and r.family != "twitter"
+                        and not is_service_name(r.sni) and not is_service_family(r.family)
                         and (r.direction == direction or r.stage != "ok")]
             controls = [r for r in controls if r.experiment == experiment] or controls
         v = judge(subject, controls, seed)
         v.run_id = run_id
         if v.verdict == "throttled":
             if experiment == "target":
-                v.trigger, why = _trigger(subject[0].sni, v.rate_kbps or 0.0, reps, seed)
+                v.trigger, why = _trigger(subject[0].sni, v.rate_kbps or 0.0, reps, seed,
+                                          subject[0].family)
             else:
-                v.trigger, why = "sni", "only the Twitter name differs from its baseline"
+                service = label(service_of(subject[0].sni) or subject[0].family)
+                v.trigger, why = "sni", f"only the {service} name differs from its baseline"
             v.explanation = v.explanation.rstrip(".") + f"; trigger {v.trigger}: {why}."
         if experiment == "upload" and v.verdict != "throttled" and v.control_rate_kbps and \
                 v.control_rate_kbps < CONTROL_MIN_KBPS:

@@ -26,6 +26,7 @@ from probe.operate.options import budget_options, network_options
 if TYPE_CHECKING:  # names for the hints; each step imports what it uses when it runs
     from probe.collection.submit_cli import Settings
     from probe.operate.budget import Budget
+    from probe.packs import Pack
     from probe.progress import TerminalProgress
     from probe.runner import RunConfig, Runner, RunResult
     from probe.targets import Target
@@ -63,6 +64,7 @@ class LazyGroup(click.Group):
         "schedule": "probe.operate.schedule_cli:schedule_group",
         "doctor": "probe.operate.doctor:doctor",
         "submit": "probe.collection.submit_cli:submit",
+        "targets": "probe.targets_cli:targets",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -71,7 +73,8 @@ def main() -> None:
     """Measure, prove and locate bandwidth throttling (e.g. of Twitter media).
 
     `probe run` measures the targets and writes a result folder (with --server,
-    also the differential experiments); `probe locate` finds the throttler's hop;
+    also the differential experiments; --pack picks the services); `probe targets`
+    lists the service packs and checks their URLs; `probe locate` finds the throttler's hop;
     `probe serve` runs the measurement server; `probe lab` builds a censored
     network in namespaces; `probe analyze` turns result folders into verdicts and
     reports; `probe schedule` and `probe doctor` are for unattended operation.
@@ -86,9 +89,13 @@ def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list
 
 
 @main.command()
+@click.option("--pack", "pack_names", multiple=True, metavar="NAME",
+              help="Measure a service pack of targets/ (twitter, youtube, facebook; `probe "
+                   "targets list` shows them); repeatable; `all` for every pack but the lab's. "
+                   "A pack brings its own controls. Default: twitter, unless --targets is "
+                   "given.")
 @click.option("--targets", "target_files", multiple=True, type=click.Path(path_type=Path),
-              help="Targets file (TOML); repeatable. Default: the shipped twitter and "
-                   "control lists.")
+              help="Targets file (TOML); repeatable; measured with the --pack packs, if any.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 1000),
               help="Measure every target this many times, interleaved.")
 @network_options
@@ -137,10 +144,10 @@ def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress or summary (for cron); still prints the result folder.")
 @submit_options
-def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
-        no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict,
-        allow_nets: list[str], max_bytes: int, max_seconds: float, connect_timeout: float,
-        dns_timeout: float, server: str | None, experiment_names: list[str],
+def run(pack_names: tuple[str, ...], target_files: tuple[Path, ...], repeat: int,
+        resolver: list, doh: list, no_system_resolver: bool, ca_bundle: Path | None,
+        connect_to: dict, allow_nets: list[str], max_bytes: int, max_seconds: float,
+        connect_timeout: float, dns_timeout: float, server: str | None, experiment_names: list[str],
         no_early_stop: bool, budget_mb: float | None, daily_budget_mb: float | None,
         monthly_budget_mb: float | None, label: str | None, asn_db: Path | None, out: Path,
         wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
@@ -149,9 +156,12 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
     TLS handshake and the HTTP(S) transfer with a throughput time series and
-    TCP_INFO. Twitter and control targets are interleaved so both see the same
-    network. With --server, the differential experiments run among them. The
-    result folder's path is the last line printed.
+    TCP_INFO. The targets are those of the packs (--pack; Twitter and its controls
+    by default) and of --targets. Service and control targets are interleaved so
+    both see the same network. With --server, the differential experiments run
+    among them, sending the name of every service target (and the packs' names of
+    hosts whose media needs a signed URL) to the server. The result folder's path
+    is the last line printed.
 
     One run at a time: a second run exits with 3 (or waits with --wait).
     SIGINT/SIGTERM finish the measurement in flight, write the results and exit 0;
@@ -166,10 +176,11 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
     when another run holds the lock, 1 for an internal error.
     """
     from probe.measure.limits import Limits
+    from probe.packs import sni_names
     from probe.runner import RunConfig
 
     _setup_logging(verbose, log_file)
-    files, loaded = _load_targets(target_files)
+    files, loaded, chosen = _load_targets(pack_names, target_files)
     network = _network(asn_db) if asn_db else None
     consent_state = _consent(yes)
     with _run_lock(wait):
@@ -182,7 +193,8 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
             allow_nets=allow_nets, dns_timeout=dns_timeout, label=label,
             budget=_budget(budget_mb, daily_budget_mb, monthly_budget_mb),
             early_stop=not no_early_stop, server=server, experiments=experiment_names,
-            consent=consent_state, network=network,
+            consent=consent_state, network=network, packs=[p.name for p in chosen],
+            sni_names=sni_names(chosen),
         )
         progress = _progress(quiet)
         runner = _runner(config, loaded, progress)
@@ -194,16 +206,21 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         after_run(result.folder, submit, yes)
 
 
-def _load_targets(target_files: tuple[Path, ...]) -> tuple[list[Path], list[Target]]:
-    """The files to measure (the shipped lists by default) and their targets; bad ones exit 2
-    before anything is asked, locked or written."""
-    from probe import targets
+def _load_targets(pack_names: tuple[str, ...], target_files: tuple[Path, ...]
+                  ) -> tuple[list[Path], list[Target], list[Pack]]:
+    """The files to measure, their targets and the packs they come from (the default pack
+    without --pack and --targets); an unknown pack or a bad list exits 2 before anything
+    is asked, locked or written."""
+    from probe import packs
+    from probe.targets import TargetError
 
-    files = list(target_files) or targets.default_paths()
+    names = pack_names or (() if target_files else (packs.DEFAULT,))
     try:
-        return files, targets.load(files)
-    except targets.TargetError as exc:
+        chosen = packs.select(names)
+        files, loaded = packs.load(chosen, target_files)
+    except (packs.UnknownPack, TargetError) as exc:
         _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    return files, loaded, chosen
 
 
 def _consent(yes: bool) -> str:

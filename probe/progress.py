@@ -57,7 +57,8 @@ def print_summary(measurements: list[dict], verdicts: dict[str, str], notes: lis
     console.print(summary_table(measurements, verdicts))
     for note in notes:
         console.print(for_terminal(note), soft_wrap=True)
-    console.print("Verdicts compare each Twitter target with its controls on this run; "
+    console.print("Verdicts compare each service target (Twitter, YouTube, ...) with its "
+                  "controls on this run; "
                   "`probe analyze report` explains them with plots.", style="dim")
 
 
@@ -102,4 +103,4 @@ def slow_network_note(verdicts: list[dict], min_kbps: float) -> str | None:
         return None
     return (f"Every flow was slow (controls at about {median:.0f} kbit/s, under "
             f"{min_kbps:.0f}): this network is slow or congested, which is not aimed at "
-            "Twitter; measure again when it is faster to see a throttle.")
+            "one service; measure again when it is faster to see a throttle.")

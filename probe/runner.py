@@ -50,10 +50,13 @@ class RunConfig:
     experiments: list[str] = field(default_factory=list)
     consent: str = "not-asked"
     network: dict | None = None  # {asn, cc, as_name, source} from --asn-db; never an address
+    packs: list[str] = field(default_factory=list)  # --pack: the service packs measured
+    sni_names: list[str] = field(default_factory=list)  # the packs' names for the sni experiment
 
     def as_options(self) -> dict:
         return {
             "targets": [str(p) for p in self.target_files],
+            "packs": self.packs,
             "out": str(self.out),
             "repeat": self.repeat,
             "resolvers": [f"{r.engine}:{r.address}:{r.port}" for r in self.resolvers],
@@ -123,7 +126,8 @@ class Runner:
             return listed
         from probe.experiments import plan as plan_experiments
 
-        experiments = plan_experiments(self.config.server, self.config.experiments, self.targets)
+        experiments = plan_experiments(self.config.server, self.config.experiments, self.targets,
+                                       self.config.sni_names)
         return _weave(listed, list(experiments))
 
     def request_stop(self, reason: str) -> None:

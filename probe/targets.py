@@ -68,8 +68,13 @@ class TargetError(Exception):
 
 
 def default_paths() -> list[Path]:
-    """The lists shipped with the probe (the lab writes its own lab.toml, not included)."""
+    """The lists of the default pack, Twitter and its controls (probe.packs has the others)."""
     return [_TARGETS_DIR / "twitter.toml", _TARGETS_DIR / "controls.toml"]
+
+
+def shipped_dir() -> Path:
+    """The folder of the lists and packs shipped with the probe."""
+    return _TARGETS_DIR
 
 
 def load(paths: Sequence[Path]) -> list[Target]:
@@ -94,6 +99,13 @@ def load(paths: Sequence[Path]) -> list[Target]:
                     target, lines["pair"], f"pair {target.pair!r} names no loaded target"
                 )
     return targets
+
+
+def top_level(path: Path, key: str) -> tuple[Any, int]:
+    """A list's top-level value `key` (None if absent) and its line: how probe.packs reads
+    the [pack] table with the loader's own errors."""
+    text = _read(path)
+    return _parse(path, text).get(key), _scan(text).root.get(key, 0)
 
 
 def interleave(targets: Iterable[Target]) -> list[Target]:
@@ -161,13 +173,18 @@ def _load_file(path: Path) -> list[tuple[Target, dict[str, int]]]:
     layout = _scan(text)
     errors: list[TargetError] = []
     for key, line in layout.root.items():
-        if key == "target":
+        if key == "pack" and isinstance(data.get("pack"), dict):
+            continue  # a pack's own table: probe.packs reads it
+        if key == "pack":
+            errors.append(TargetError(path, line, "'pack' must be a table: write [pack]"))
+        elif key == "target":
             errors.append(
                 TargetError(path, line, "'target' must be an array of tables: write [[target]]")
             )
         else:
             errors.append(
-                TargetError(path, line, f"unknown top-level key {key!r} (only [[target]] tables)")
+                TargetError(path, line,
+                            f"unknown top-level key {key!r} (only [pack] and [[target]] tables)")
             )
     tables = data.get("target", []) if "target" not in layout.root else []
     result = []

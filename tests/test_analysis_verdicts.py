@@ -451,3 +451,28 @@ def test_p_value_tests_no_throttle_not_equality() -> None:
     assert same.verdict == "ok" and same.p_value > 0.5, same
     slow = judge([_noisy(i, 130.0) for i in range(3)], ctl)
     assert slow.verdict == "throttled" and slow.p_value <= 0.01, slow
+
+
+def test_a_youtube_target_is_judged_like_twitter(tmp_path: Path) -> None:
+    """Any service family is a subject compared with its controls, and counted per day."""
+    specs = [Spec("yt-image", "youtube", "image", "i.ytimg.com", POLICED, pair="ctl"),
+             Spec("ctl", "control", "image", "images.control.test", FAST)]
+    folder = write_run(tmp_path, RunSpec(specs, label="mts"))
+    v = _one(folder, "yt-image")
+    assert v["verdict"] == "throttled" and v["family"] == "youtube" and v["controls"] == ["ctl"]
+    r = analysis.load([folder])
+    agg = aggregate(verdicts(r), r)
+    assert agg["throttled"].tolist() == [1] and agg["targets"].tolist() == [1]
+
+
+def test_trigger_of_a_youtube_target_reads_youtube_names_only() -> None:
+    from analysis.verdicts import _trigger
+
+    # a Twitter name slow, the YouTube names fast: nothing says YouTube's name is read
+    reps = _sni_run(pbs=130.0) + [_variant(5, "rr1---sn-a.googlevideo.com", 10_000.0)]
+    trigger, why = _trigger("i.ytimg.com", 130.0, reps, 0, "youtube")
+    assert trigger == "unknown" and why.startswith("YouTube names sent"), why
+    # the target's own YouTube name slow on the neutral server: the device reads it
+    reps = _sni_run(pbs=10_000.0) + [_variant(5, "i.ytimg.com", 130.0)]
+    trigger, why = _trigger("i.ytimg.com", 130.0, reps, 0, "youtube")
+    assert trigger == "sni" and "the YouTube SNI i.ytimg.com" in why, why

@@ -18,7 +18,7 @@ import pytest
 from probe.experiment_names import NAMES
 from probe.experiments import SPLIT_SHAPES, TWITTER_SNIS, plan, sni_names
 from probe.experiments import clienthello as ch
-from probe.experiments.base import MAX_BYTES, Server, is_twitter_name
+from probe.experiments.base import MAX_BYTES, Server
 from probe.experiments.download import Download
 from probe.experiments.handshake import PADDED_MIN_BYTES, ServerCertHandshake, matches_host
 from probe.experiments.locate import client_hello
@@ -27,6 +27,7 @@ from probe.measure.keys import TestKeys
 from probe.measure.tls import make_context
 from probe.measure.transfer import Limits
 from probe.measurement import MeasureContext, Measurement
+from probe.names import is_twitter_name
 from probe.runner import RunConfig, Runner
 from probe.targets import Target, default_paths, load
 
@@ -199,6 +200,25 @@ def test_the_runner_plans_the_names_of_its_own_targets(tmp_path: Path) -> None:
     own = {t.sni if t.sni is not None else t.host for t in targets if t.family == "twitter"}
     assert own == {"pbs.twimg.com", "video.twimg.com", "abs.twimg.com", "twitter.com", "t.co"}
     assert tried == own | {"measure.test", ""}
+
+
+def test_a_packs_names_are_tried_under_their_service() -> None:
+    """YouTube targets' names and a pack's names of hosts without a public object (signed
+    playback URLs) join the Twitter ones, labelled with their service's family."""
+    from probe import packs
+
+    (youtube,) = packs.select(["youtube"])
+    _, targets = packs.load([youtube])
+    config = RunConfig(target_files=youtube.files, server="https://measure.test",
+                       experiments=["sni"], early_stop=False, sni_names=packs.sni_names([youtube]))
+    sni = {item.target.sni: item.target.family for item in Runner(config, targets).items
+           if isinstance(item, Download) and item.name == "sni"}
+    assert sni == {"pbs.twimg.com": "twitter", "twitter.com": "twitter",
+                   "i.ytimg.com": "youtube", "www.youtube.com": "youtube",
+                   "youtu.be": "youtube", "rr1---sn-4g5e6nsz.googlevideo.com": "youtube",
+                   "redirector.googlevideo.com": "youtube", "measure.test": "control",
+                   "": "control"}
+    assert sni_names([], ["example.com", "I.ytimg.com"]) == [*TWITTER_SNIS, "i.ytimg.com"]
 
 
 def test_plan_neutral_name_for_an_ip_server_and_bad_input() -> None:

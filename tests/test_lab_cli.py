@@ -64,3 +64,23 @@ def test_zoo_plans_use_the_kernel_parts_they_describe() -> None:
     assert late.iptables.count("--connbytes 64000: --connbytes-dir both") == FLOW_SLOTS
     lossy = plan("lossy", 128, "192.0.2.6", Tuning(loss_pct=3))
     assert "--mode random --probability 0.0300 -j DROP" in lossy.iptables and not lossy.tc
+
+
+def test_sni_scenarios_key_on_the_chosen_services_names() -> None:
+    from probe.lab.scenarios import SNI_SCENARIOS, plan
+
+    for name in SNI_SCENARIOS:
+        twitter = plan(name, 128, "192.0.2.6").iptables
+        youtube = plan(name, 128, "192.0.2.6", services=("youtube",)).iptables
+        assert '--string ".twimg.com"' in twitter and '"|00 00 04|t.co"' in twitter, name
+        assert ".twimg.com" not in youtube and "t.co" not in youtube, name
+        for domain in (".ytimg.com", ".youtube.com", ".googlevideo.com"):
+            assert f'--string "{domain}"' in youtube, (name, domain)
+    both = plan("sni-throttle", 128, "192.0.2.6", services=("twitter", "youtube")).iptables
+    assert ".twimg.com" in both and ".googlevideo.com" in both
+
+
+def test_a_service_without_lab_hosts_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(lab, ["scenario", "sni-throttle", "--service", "facebook",
+                                      "--dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--service" in result.output, result.output

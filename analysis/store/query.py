@@ -18,6 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from probe.names import SERVICES
 from probe.results.jsonl import Skip
 from probe.results.schema import FILES
 
@@ -28,6 +29,8 @@ from .layout import Batch, Dataset
 from .schema import PARTITION, SCHEMAS, UNKNOWN
 
 FAILED = ("blocked", "dns-tampered", "tls-tampered")
+# The families whose targets the per-day figures count, as an SQL list (names of our own).
+_SERVICE_FAMILIES = "(" + ", ".join(f"'{f}'" for f in SERVICES) + ")"
 # Every file of a table has the table's schema (schema.py), so DuckDB need not read every
 # file's footer first to unite them.
 _SCAN = "read_parquet($files, hive_partitioning=true, hive_types_autocast=false)"
@@ -101,7 +104,7 @@ def aggregate(ds: Dataset) -> pd.DataFrame:
                count(*) FILTER (WHERE verdict IN {FAILED}) AS failed,
                median(rate_kbps) FILTER (WHERE verdict = 'throttled') AS median_throttled_kbps
         FROM {_SCAN}
-        WHERE experiment = 'target' AND family = 'twitter' AND network IS NOT NULL
+        WHERE experiment = 'target' AND family IN {_SERVICE_FAMILIES} AND network IS NOT NULL
         GROUP BY network, day ORDER BY network, day"""
     df = connect().execute(sql, {"files": files}).df()
     judged = df["throttled"] + df["ok"]
@@ -121,7 +124,7 @@ Z95 = 1.959964
 
 
 def campaign(ds: Dataset) -> pd.DataFrame:
-    """Per network and day, over Twitter targets of the main experiment: the runs behind
+    """Per network and day, over service targets of the main experiment: the runs behind
     the figures, targets judged ok or throttled, the throttled share with its 95 % Wilson
     interval (honest for a handful of runs, unlike share +- 2 standard errors), and the
     median throttled rate."""
@@ -134,7 +137,7 @@ def campaign(ds: Dataset) -> pd.DataFrame:
                count(*) FILTER (WHERE verdict = 'throttled') AS throttled,
                median(rate_kbps) FILTER (WHERE verdict = 'throttled') AS median_throttled_kbps
         FROM {_SCAN}
-        WHERE experiment = 'target' AND family = 'twitter' AND network IS NOT NULL
+        WHERE experiment = 'target' AND family IN {_SERVICE_FAMILIES} AND network IS NOT NULL
         GROUP BY network, day ORDER BY network, day"""
     df = connect().execute(sql, {"files": files}).df()
     n = df["judged"].astype(float)

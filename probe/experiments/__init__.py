@@ -5,8 +5,8 @@ variant; the runner weaves them among the targets at every repetition. Each
 variant is one measurement whose only difference from its siblings is what the
 experiment tests (docs/experiments.md):
 
-- `sni`: GET /bytes with each Twitter name of the run, the server's own
-  (neutral) name, and none.
+- `sni`: GET /bytes with each service name of the run (its targets' and its
+  packs' `sni_names`), the server's own (neutral) name, and none.
 - `split`: the Twitter-SNI download with its ClientHello split inside the name,
   split after the record header, or padded past one TCP segment.
 - `upload`: POST /upload with a Twitter and the neutral SNI.
@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from probe.experiment_names import check
+from probe.names import is_service_family, is_service_name
 from probe.targets import Target
 
-from .base import MAX_BYTES, Server, is_twitter_name, target
+from .base import MAX_BYTES, Server, target
 from .download import Download
 from .upload import Upload
 
@@ -36,38 +37,45 @@ UPLOAD_SNI = "pbs.twimg.com"
 SPLIT_SHAPES = ("sni", "header", "padded")
 
 
-def sni_names(targets: Iterable[Target]) -> list[str]:
-    """The Twitter names the `sni` experiment sends, so every Twitter target's trigger can be told.
+def sni_names(targets: Iterable[Target], extra: Iterable[str] = ()) -> list[str]:
+    """The service names the `sni` experiment sends, so every service target's trigger can
+    be told.
 
     A target's trigger is `ip` only if its own name was fast on the neutral server (a
-    sibling name proves nothing about an exact-name rule), so each distinct Twitter
-    name the run's Twitter targets send is tried. `t.co` joins whenever the run has a
-    collateral target: it is the name a substring rule on those targets would match,
-    and a fast variant costs one byte cap (plus one read). A name that is not a Twitter name
-    (an address, a CDN name) is left out: the analysis reads such a name as neutral.
+    sibling name proves nothing about an exact-name rule), so each distinct service
+    name the run's service targets (Twitter, YouTube, ...) send is tried, then `extra`:
+    the packs' names of hosts without a public object (signed video URLs). `t.co` joins
+    whenever the run has a collateral target: it is the name a substring rule on those
+    targets would match, and a fast variant costs one byte cap (plus one read). A name
+    that is no service's (an address, a CDN name) is left out: the analysis reads such a
+    name as neutral.
     """
     out = list(TWITTER_SNIS)
     for t in targets:
-        if t.family == "twitter":
+        if is_service_family(t.family):
             name = (t.host if t.sni is None else t.sni).lower().rstrip(".")
         elif t.family == COLLATERAL_FAMILY:
             name = COLLATERAL_SNI
         else:
             continue
-        if is_twitter_name(name) and name not in out:
+        if is_service_name(name) and name not in out:
             out.append(name)
+    for name in extra:
+        if is_service_name(name) and name.lower() not in out:
+            out.append(name.lower())
     return out
 
 
-def plan(server_url: str, names: list[str],
-         targets: Iterable[Target] = ()) -> list[Download | Upload]:
-    """The variants of the named experiments, in a fixed order (Twitter first, then baselines)."""
+def plan(server_url: str, names: list[str], targets: Iterable[Target] = (),
+         extra_names: Iterable[str] = ()) -> list[Download | Upload]:
+    """The variants of the named experiments, in a fixed order (service names first, then
+    baselines); `extra_names` are the packs' names for the `sni` experiment."""
     check(names)
     server = Server.parse(server_url)
     down = server.url_for(f"/bytes?n={MAX_BYTES}")
     out: list[Download | Upload] = []
     if "sni" in names:
-        for name in sni_names(targets):
+        for name in sni_names(targets, extra_names):
             out.append(Download("sni", target("sni", name, down, name), server))
         out.append(Download("sni", target("sni", "neutral", down, server.neutral_name), server))
         out.append(Download("sni", target("sni", "none", down, ""), server))

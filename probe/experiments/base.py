@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from probe.measure.limits import Limits
-from probe.names import is_twitter_name
+from probe.names import service_of
 from probe.targets import Target
 
 # An experiment's own caps, which `capped` lays over the run's limits: each variant
@@ -52,10 +52,11 @@ class Server:
 
 
 def target(experiment: str, label: str, url: str, sni: str) -> Target:
-    """A synthesised target: `sni` "" sends none; family follows the name."""
+    """A synthesised target: `sni` "" sends none; family follows the name (its service's,
+    else control)."""
     return Target(
         name=f"{experiment}-{label}", url=url,
-        family="twitter" if is_twitter_name(sni) else "control", kind="bytes", sni=sni,
+        family=service_of(sni) or "control", kind="bytes", sni=sni,
         source="probe.experiments",
     )
 

@@ -85,17 +85,24 @@ def up(lab: Lab) -> None:
                    f"[default: {scenarios.DEFAULT_AFTER_KB:g}].")
 @click.option("--loss", "loss_pct", type=click.FloatRange(0, 100), metavar="PCT",
               help=f"lossy: random loss per packet [default: {scenarios.DEFAULT_LOSS_PCT:g}].")
+@click.option("--service", "services", multiple=True,
+              type=click.Choice(scenarios.lab_services()),
+              help="Whose names the SNI-keyed scenarios (sni-throttle, rst-block, blackhole, "
+                   "the zoo) act on; repeatable [default: twitter]. youtube: the lab's "
+                   "i.ytimg.com, www.youtube.com and googlevideo.com playback host.")
 @_lab_options
 def scenario(lab: Lab, name: str, rate: float, hop: int, link_rate: float | None,
              burst_kb: float | None, buffer_ms: float | None, after_kb: float | None,
-             loss_pct: float | None) -> None:
+             loss_pct: float | None, services: tuple[str, ...]) -> None:
     """Set the interference at router --hop, replacing the previous scenario.
 
-    The throttler zoo (police, shape, shape-deep, shared, late) acts on TLS flows whose
-    ClientHello names Twitter; lossy drops packets of every flow at random."""
+    sni-throttle, rst-block, blackhole and the throttler zoo (police, shape, shape-deep,
+    shared, late) act on TLS flows whose ClientHello names Twitter (or the --service
+    given); lossy drops packets of every flow at random."""
     tuning = scenarios.Tuning(burst_kb=burst_kb, buffer_ms=buffer_ms, after_kb=after_kb,
                     loss_pct=loss_pct)
-    state = lab.scenario(name, rate_kbps=rate, hop=hop, link_kbps=link_rate, tuning=tuning)
+    state = lab.scenario(name, rate_kbps=rate, hop=hop, link_kbps=link_rate, tuning=tuning,
+                         services=services or ("twitter",))
     click.echo(f"scenario {_describe(state['scenario'], routers=True)}")
 
 
@@ -108,6 +115,8 @@ def _describe(s: dict, routers: bool = False) -> str:
     units = {"burst_kb": "KB burst", "buffer_ms": "ms buffer", "after_kb": "KB free",
              "loss_pct": "% loss"}
     out += "".join(f", {s[k]:g} {u}" for k, u in units.items() if s.get(k) is not None)
+    if s.get("services", ["twitter"]) != ["twitter"]:
+        out += f", names of {', '.join(s['services'])}"
     if s.get("link_kbps"):
         out += f"; link {s['link_kbps']:g} kbps at hop {s['link_hop']}"
     return out

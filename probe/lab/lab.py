@@ -91,12 +91,13 @@ class Lab:
     def scenario(
         self, name: str, rate_kbps: float = scenarios.DEFAULT_RATE_KBPS,
         hop: int = scenarios.DEFAULT_HOP, link_kbps: float | None = None,
-        tuning: scenarios.Tuning | None = None,
+        tuning: scenarios.Tuning | None = None, services: Sequence[str] = ("twitter",),
     ) -> dict:
         """Replace the active interference with scenario `name` at router `hop`; with
         `link_kbps`, also shape all traffic at the access router (scenarios.link_hop),
         so a throttle can be set relative to the network's own speed. `tuning` sets the
-        zoo's knobs (burst, buffer, late start, loss)."""
+        zoo's knobs (burst, buffer, late start, loss); `services` whose names the
+        SNI-keyed scenarios act on (Twitter's, YouTube's)."""
         state = self._require_up()
         if name not in scenarios.SCENARIOS:
             raise LabError(f"unknown scenario {name!r}; known: {', '.join(scenarios.SCENARIOS)}")
@@ -106,6 +107,10 @@ class Lab:
             raise LabError(f"--rate must be positive, got {rate_kbps}")
         if link_kbps is not None and not link_kbps > 0:
             raise LabError(f"--link-rate must be positive, got {link_kbps}")
+        unknown = sorted(set(services) - set(scenarios.lab_services()))
+        if unknown or not services:
+            raise LabError(f"--service must be one of {', '.join(scenarios.lab_services())}, "
+                           f"got {', '.join(unknown) or 'none'}")
         tuning = tuning or scenarios.Tuning()
         knobs = tuning.resolved(name)
         for knob, value in knobs.items():
@@ -116,7 +121,8 @@ class Lab:
         west = topology.router_addresses(hop)["west"]
         link_hop = scenarios.link_hop(hop)
         try:
-            self._apply(state, scenarios.plan(name, rate_kbps, west, tuning), router, west)
+            self._apply(state, scenarios.plan(name, rate_kbps, west, tuning, services),
+                        router, west)
             if link_kbps is not None:
                 system.ns_run(self.names.router(link_hop), ["tc", "-batch", "-"],
                               input="\n".join(scenarios.link(link_kbps)) + "\n")
@@ -129,6 +135,8 @@ class Lab:
                   "rate_kbps": float(rate_kbps) if name in scenarios.RATE_SCENARIOS else None,
                   **knobs}
         )
+        if name in scenarios.SNI_SCENARIOS:
+            state["scenario"]["services"] = list(services)
         if link_kbps is not None:
             state["scenario"].update(link_kbps=float(link_kbps), link_hop=link_hop,
                                      link_router=self.names.router(link_hop))

@@ -13,7 +13,9 @@ How the 2021 throttler is reproduced:
   padded past one packet, a ClientHello fragmented into several TLS records.
   Exact names carry the SNI length prefix (`00 00 0d "pbs.twimg.com"`);
   `*.twimg.com` is the substring ".twimg.com"; `collateral` is the bare
-  substring "t.co" of the early rule.
+  substring "t.co" of the early rule. The names are Twitter's unless the
+  scenario is given other services (`--service youtube`: ".ytimg.com",
+  ".youtube.com", ".googlevideo.com", the 2024 case).
 - A first data packet of over ~100 bytes that is not a TLS record ends the
   inspection of its flow (CONNMARK 0x20), as reported for the real device.
 - The match runs in mangle PREROUTING, before the TTL check of forwarding, so
@@ -31,7 +33,10 @@ How the 2021 throttler is reproduced:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from probe.names import SERVICES
 
 from . import topology
 
@@ -40,6 +45,9 @@ SCENARIOS = (
     "clean", "sni-throttle", "collateral", "ip-throttle", "upload-throttle", "congestion",
     "rst-block", "blackhole", "dns-poison", "tls-mitm", *ZOO,
 )
+# The scenarios whose trigger is a name in the ClientHello (`services` chooses whose).
+SNI_SCENARIOS = ("sni-throttle", "rst-block", "blackhole", "police", "shape", "shape-deep",
+                 "shared", "late")
 RATE_SCENARIOS = ("sni-throttle", "collateral", "ip-throttle", "upload-throttle", "congestion",
                   "police", "shape", "shape-deep", "shared", "late")
 DEFAULT_RATE_KBPS = 130.0
@@ -106,10 +114,29 @@ def hex_sni(name: str) -> str:
     return f"|00 {len(name) >> 8:02x} {len(name) & 0xff:02x}|{name}"
 
 
-def twitter_patterns() -> list[tuple[str, str]]:
-    """(match kind, pattern) pairs for the Twitter SNI rule: exact names plus *.twimg.com."""
-    exact = [n for n in topology.TWITTER_NAMES if not n.endswith(".twimg.com")]
-    return [("--hex-string", hex_sni(n)) for n in exact] + [("--string", ".twimg.com")]
+def service_patterns(service: str = "twitter") -> list[tuple[str, str]]:
+    """(match kind, pattern) pairs for a service's SNI rule over its lab hosts: a name that
+    is a service domain itself exactly (twitter.com, t.co), any other by its domain as a
+    substring (".twimg.com" for *.twimg.com, ".googlevideo.com")."""
+    domains = SERVICES[service]
+    exact: list[str] = []
+    wild: list[str] = []
+    for name in topology.names_of(service):
+        parent = next(d for d in domains if name == d or name.endswith("." + d))
+        if name == parent:
+            exact.append(name)
+        elif f".{parent}" not in wild:
+            wild.append(f".{parent}")
+    return [("--hex-string", hex_sni(n)) for n in exact] + [("--string", w) for w in wild]
+
+
+def lab_services() -> tuple[str, ...]:
+    """The services whose names the lab serves, so a scenario can throttle them."""
+    return tuple(s for s in SERVICES if topology.names_of(s))
+
+
+def _service_marks(services: Sequence[str]) -> list[str]:
+    return sni_mark_rules([p for s in services for p in service_patterns(s)])
 
 
 def collateral_patterns() -> list[tuple[str, str]]:
@@ -211,8 +238,10 @@ def link(rate_kbps: float) -> list[str]:
     return shape("west", rate_kbps) + shape("east", rate_kbps)
 
 
-def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
-    """A throttler of the zoo on flows whose ClientHello names Twitter, each direction apart.
+def zoo_plan(name: str, rate_kbps: float, tuning: Tuning,
+             services: Sequence[str] = ("twitter",)) -> Plan:
+    """A throttler of the zoo on flows whose ClientHello names one of `services` (Twitter
+    by default), each direction apart.
 
     police: a per-flow token bucket of burst_kb at the rate (an HTB class whose queue holds
     POLICE_QUEUE_PACKETS packets), so the excess is dropped, not queued.
@@ -221,7 +250,7 @@ def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
     only once the flow has moved after_kb (connbytes). lossy: random loss on everything.
     """
     knobs = tuning.resolved(name)
-    marks = sni_mark_rules(twitter_patterns())
+    marks = _service_marks(services)
     if name == "lossy":
         drop = (f"-A FORWARD -m statistic --mode random --probability "
                 f"{knobs['loss_pct'] / 100:.4f} -j DROP")
@@ -248,16 +277,19 @@ def zoo_plan(name: str, rate_kbps: float, tuning: Tuning) -> Plan:
     return Plan(ruleset(mangle=[*marks, *pre, *post]), tc)
 
 
-def plan(name: str, rate_kbps: float, router_west: str, tuning: Tuning | None = None) -> Plan:
-    """The kernel configuration of scenario `name` for a router whose west address is given."""
+def plan(name: str, rate_kbps: float, router_west: str, tuning: Tuning | None = None,
+         services: Sequence[str] = ("twitter",)) -> Plan:
+    """The kernel configuration of scenario `name` for a router whose west address is given;
+    the scenarios keyed on the SNI (sni-throttle, rst-block, blackhole, the zoo) act on the
+    names of `services`."""
     if name in ZOO:
-        return zoo_plan(name, rate_kbps, tuning or Tuning())
+        return zoo_plan(name, rate_kbps, tuning or Tuning(), services)
     classify = f"-A POSTROUTING -m connmark --mark {MARK} -j CLASSIFY --set-class {THROTTLED_CLASS}"
     both = police("west", rate_kbps) + police("east", rate_kbps)
     if name == "clean":
         return Plan(ruleset())
     if name == "sni-throttle":
-        return Plan(ruleset(mangle=[*sni_mark_rules(twitter_patterns()), classify]), both)
+        return Plan(ruleset(mangle=[*_service_marks(services), classify]), both)
     if name == "collateral":
         return Plan(ruleset(mangle=[*sni_mark_rules(collateral_patterns()), classify]), both)
     if name == "ip-throttle":
@@ -281,7 +313,7 @@ def plan(name: str, rate_kbps: float, router_west: str, tuning: Tuning | None = 
         action = "REJECT --reject-with tcp-reset" if name == "rst-block" else "DROP"
         proto = "-p tcp " if name == "rst-block" else ""
         drop = f"-A FORWARD {proto}-m connmark --mark {MARK} -j {action}"
-        return Plan(ruleset(mangle=sni_mark_rules(twitter_patterns()), filter_=[drop]))
+        return Plan(ruleset(mangle=_service_marks(services), filter_=[drop]))
     if name == "dns-poison":
         nat = [
             f"-A PREROUTING -i west -p {p} --dport 53 -j DNAT --to-destination {router_west}:53"

@@ -7,9 +7,9 @@ Only documentation addresses are used, so nothing the lab does can reach a
 real host. Link k is 192.0.2.(4k)/30: its client-side end is .4k+1, its
 server-side end .4k+2. Each router therefore has a distinct address per side,
 and a TTL-limited probe from the client sees router k answer from its west
-address 192.0.2.(4k-2). Twitter-like hosts live in 203.0.113.0/24, controls,
-the DNS server and the measurement server in 198.51.100.0/24; all are /32s on
-the server namespace's loopback.
+address 192.0.2.(4k-2). The throttled services' hosts (Twitter's, YouTube's)
+live in 203.0.113.0/24, controls, the DNS server and the measurement server in
+198.51.100.0/24; all are /32s on the server namespace's loopback.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ MEASURE_NAME = "measure.lab.test"
 MEASURE_ADDRESS = "198.51.100.80"
 POISON_ADDRESS = "10.10.34.34"  # the bogon Iran's DNS injection answers; routed nowhere in the lab
 MITM_PORT = 8443
+YOUTUBE_PLAYBACK = "rr1---sn-4g5e6nsz.googlevideo.com"  # the form of every playback host
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Host:
 
     name: str
     address: str
-    family: str  # "twitter" or "control"
+    family: str  # a service's family ("twitter", "youtube": probe.names) or "control"
     role: str  # what the host stands for
 
 
@@ -44,6 +45,10 @@ HOSTS: tuple[Host, ...] = (
     Host("abs.twimg.com", "203.0.113.12", "twitter", "scripts"),
     Host("twitter.com", "203.0.113.13", "twitter", "pages"),
     Host("t.co", "203.0.113.14", "twitter", "link shortener pages"),
+    Host("i.ytimg.com", "203.0.113.20", "youtube", "thumbnails"),
+    Host("www.youtube.com", "203.0.113.21", "youtube", "pages"),
+    # On the Internet a playback host's URLs are signed and expire; the lab's serves media.
+    Host(YOUTUBE_PLAYBACK, "203.0.113.22", "youtube", "video playback"),
     Host("www.reddit.com", "198.51.100.10", "control", "collateral: contains 't.co'"),
     Host("www.microsoft.com", "198.51.100.11", "control", "collateral: contains 't.co'"),
     Host("images.lab.test", "198.51.100.12", "control", "image control"),
@@ -52,6 +57,11 @@ HOSTS: tuple[Host, ...] = (
     Host("www.lab.test", "198.51.100.15", "control", "page control"),
 )
 TWITTER_NAMES = tuple(h.name for h in HOSTS if h.family == "twitter")
+
+
+def names_of(family: str) -> tuple[str, ...]:
+    """The lab's host names of one service (or of the controls)."""
+    return tuple(h.name for h in HOSTS if h.family == family)
 
 
 def link_address(link: int, side: str) -> str:

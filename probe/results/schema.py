@@ -24,7 +24,8 @@ CONTEXT = [
            value("measurement_start_time")),
     Column("repetition", "count", "repetition index, from 0", value("repetition")),
     Column("target", "", "target name from the targets file", value("target")),
-    Column("family", "", "target family: twitter, control, or another group", value("family")),
+    Column("family", "", "target family: a service's (twitter, youtube, facebook), control, "
+           "or another group", value("family")),
     Column("kind", "", "target kind: image, video, script or page; bytes for the experiments' "
            "transfers from the measurement server", value("kind")),
     Column("experiment", "", "what the measurement tests: target (a listed object), "
