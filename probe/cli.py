@@ -110,6 +110,10 @@ def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list
               show_default=True, callback=_experiments, metavar="LIST",
               help="Comma-separated experiments to run when --server is given: "
                    f"{', '.join(EXPERIMENTS)}.")
+@click.option("--http3", is_flag=True,
+              help="Also fetch every https target over HTTP/3 (QUIC on UDP), as a measurement "
+                   "of its own (experiment target-h3); a target list asks it per target "
+                   "with http3 = true.")
 @click.option("--no-early-stop", is_flag=True,
               help="Always use the full --max-bytes/--max-seconds instead of stopping a "
                    "transfer once its rate estimate is stable.")
@@ -141,7 +145,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
         no_system_resolver: bool, ca_bundle: Path | None, connect_to: dict,
         allow_nets: list[str], max_bytes: int, max_seconds: float, connect_timeout: float,
         dns_timeout: float, server: str | None, experiment_names: list[str],
-        no_early_stop: bool, budget_mb: float | None, daily_budget_mb: float | None,
+        http3: bool, no_early_stop: bool, budget_mb: float | None, daily_budget_mb: float | None,
         monthly_budget_mb: float | None, label: str | None, asn_db: Path | None, out: Path,
         wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
         quiet: bool, submit: Settings | None) -> None:
@@ -182,7 +186,7 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
             allow_nets=allow_nets, dns_timeout=dns_timeout, label=label,
             budget=_budget(budget_mb, daily_budget_mb, monthly_budget_mb),
             early_stop=not no_early_stop, server=server, experiments=experiment_names,
-            consent=consent_state, network=network,
+            consent=consent_state, network=network, http3=http3,
         )
         progress = _progress(quiet)
         runner = _runner(config, loaded, progress)
