@@ -387,7 +387,7 @@ class Transfer(Record):
     bytes_written: int | Absent = optional()  # up: what the probe handed to the kernel
     wire_bytes: int | None = columns(
         column("bytes", "bytes the kernel counted on the connection during the transfer "
-            "(TCP_INFO), headers and TLS included"))
+            "(TCP_INFO), headers and TLS included; over quic the UDP payloads received"))
     t0: float
     t: float
     duration_s: float | None = columns(column("s", "request sent to last byte (or to the stop)"))
