@@ -25,11 +25,13 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from oonidata.models.dataformats import HTTPTransaction, NetworkEvent, TLSHandshake
 
+from probe import targets
 from probe.lab.ca import CertificateAuthority
 from probe.measure import quic
 from probe.measure.clock import Clock
 from probe.measure.keys import TestKeys
 from probe.measure.limits import Limits
+from probe.records import TlsHandshake, Transfer
 from probe.server.app import Server
 from probe.server.config import ServerConfig
 from tests.ooni_check import ooni_errors
@@ -255,3 +257,28 @@ def test_http3_true_in_the_list_adds_that_target_only(world, served, tmp_path) -
     assert [(m["test_keys"]["target"]["name"], m["annotations"]["experiment"])
             for m in lines] == [("tw-image", "target"), ("tw-image", "target-h3"),
                                 ("ctl-image", "target")]
+
+
+def test_rows_without_a_transport_read_as_tcp() -> None:
+    for record in (Transfer, TlsHandshake):
+        (cell,) = [c for c in record.csv_columns() if c.name == "transport"]
+        assert cell.get({}) == "tcp" and cell.get({"transport": "quic"}) == "quic"
+
+
+@pytest.mark.parametrize("line,message", [
+    ('url = "https://a.test/x"\nhttp3 = "yes"', "http3 must be true or false, not a string"),
+    ('url = "http://a.test/x"\nhttp3 = true', "http3 is only meaningful for https URLs"),
+])
+def test_a_bad_http3_key_names_its_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(f'[[target]]\nname = "a"\nfamily = "f"\nkind = "image"\n{line}\n')
+    with pytest.raises(targets.TargetError) as error:
+        targets.load([path])
+    assert error.value.line == 6 and error.value.message == message
+
+
+def test_http3_defaults_to_false(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[target]]\nname = "a"\nurl = "https://a.test/"\nfamily = "f"\n'
+                    'kind = "image"\n')
+    assert targets.load([path])[0].http3 is False
