@@ -85,6 +85,7 @@ class _Protocol(QuicConnectionProtocol):
         self.bytes_in = 0
         self.bytes_out = 0
         self.logged = False
+        self.cut: str | None = None  # why the server closed it, if it did
         self._timer: asyncio.TimerHandle | None = None
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -92,7 +93,8 @@ class _Protocol(QuicConnectionProtocol):
             self.h3 = H3Connection(self._quic)
             self.listener.opened(self)
         elif isinstance(event, ConnectionTerminated):
-            self.listener.closed(self, event.reason_phrase or "closed")
+            idle = event.reason_phrase == "Idle timeout"  # aioquic's own
+            self.listener.closed(self, self.cut or ("idle_timeout" if idle else "client_closed"))
         if self.h3 is not None:
             for h3_event in self.h3.handle_event(event):
                 self._h3_event(h3_event)
@@ -112,7 +114,8 @@ class _Protocol(QuicConnectionProtocol):
                 self._body(self.exchanges[event.stream_id], len(event.data))
                 if event.stream_ended:
                     self._answer(event.stream_id)
-        except HttpError as exc:  # a malformed head
+        except HttpError as exc:  # a malformed head, or a body over the cap: answered once
+            self.exchanges.pop(event.stream_id, None)
             self._respond(event.stream_id, error_response(exc), head_only=False)
 
     def _body(self, exchange: _Exchange, n: int) -> None:
@@ -256,7 +259,7 @@ class Http3Listener:
 
     def _shutdown(self) -> None:
         for conn in list(self.connections):
-            conn.close()
+            self._cut(conn, "server_stopping")
             self.closed(conn, "server_stopping")
         self._close_servers()
         self.loop.stop()
@@ -271,7 +274,11 @@ class Http3Listener:
             conn.close()
             return
         self.connections.add(conn)
-        self.loop.call_later(self.config.max_connection_time, conn.close)
+        self.loop.call_later(self.config.max_connection_time, self._cut, conn, "lifetime")
+
+    def _cut(self, conn: _Protocol, reason: str) -> None:
+        conn.cut = conn.cut or reason
+        conn.close()
 
     def closed(self, conn: _Protocol, end: str) -> None:
         """Log the connection once, as the TCP side logs its own."""
