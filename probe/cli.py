@@ -153,9 +153,10 @@ def run(target_files: tuple[Path, ...], repeat: int, resolver: list, doh: list,
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
     TLS handshake and the HTTP(S) transfer with a throughput time series and
-    TCP_INFO. Twitter and control targets are interleaved so both see the same
-    network. With --server, the differential experiments run among them. The
-    result folder's path is the last line printed.
+    TCP_INFO; with --http3 (or http3 = true) also over HTTP/3 (QUIC). Twitter
+    and control targets are interleaved so both see the same network. With
+    --server, the differential experiments run among them. The result folder's
+    path is the last line printed.
 
     One run at a time: a second run exits with 3 (or waits with --wait).
     SIGINT/SIGTERM finish the measurement in flight, write the results and exit 0;
@@ -351,7 +352,7 @@ def _verdicts(folder: Path) -> tuple[dict[str, str], list[str]]:
     whatever happens here, so a failure costs the labels, never the run."""
     import logging
 
-    from probe.progress import slow_network_note
+    from probe.progress import row_label, slow_network_note
 
     found: dict[str, str] = {}
     notes: list[str] = []
@@ -361,9 +362,10 @@ def _verdicts(folder: Path) -> tuple[dict[str, str], list[str]]:
         rows = verdicts([folder]).to_dict("records")
         for v in rows:
             label = v["verdict"] + (f" ({v['trigger']})" if v.get("trigger") else "")
-            found[v["target"]] = label
+            row = row_label(v["target"], v["experiment"])
+            found[row] = label
             if v["verdict"] != "ok":
-                notes.append(f"{v['target']}: {label}: {v['explanation']}")
+                notes.append(f"{row}: {label}: {v['explanation']}")
         slow = slow_network_note(rows, CONTROL_MIN_KBPS)
         if slow:
             notes.append(slow)

@@ -282,3 +282,15 @@ def test_http3_defaults_to_false(tmp_path: Path) -> None:
     path.write_text('[[target]]\nname = "a"\nurl = "https://a.test/"\nfamily = "f"\n'
                     'kind = "image"\n')
     assert targets.load([path])[0].http3 is False
+
+
+def test_the_summary_shows_the_quic_fetch_as_a_row_of_its_own(world, served,
+                                                                tmp_path) -> None:
+    targets_file = tmp_path / "targets.toml"
+    targets_file.write_text(TARGETS.replace("HTTP3", "http3 = true")
+                            .replace("PORT", str(port_of(served))))
+    res = run_probe(world, targets_file, tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    rows = [line for line in res.stdout.splitlines() if line.startswith("│ tw-image")]
+    assert len(rows) == 2 and sum("(HTTP/3)" in row for row in rows) == 1
+    assert all("200,000" in row for row in rows)  # one transfer each, not both summed
