@@ -12,13 +12,14 @@ import asyncio
 import json
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from aioquic.asyncio import connect
+from aioquic.asyncio import connect, serve
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
@@ -129,6 +130,52 @@ def test_a_silent_udp_port_is_a_quick_handshake_timeout(ca_bundle) -> None:
     assert record["failure"] == "generic_timeout_error" and record["stopped_by"] == "error"
     assert record["duration_s"] is None and record["samples"] == []
     ooni_parses(keys)
+
+
+@pytest.fixture
+def mute_server(issued) -> Iterator[int]:
+    """A QUIC server that completes handshakes and then answers nothing: its UDP port."""
+    loop = asyncio.new_event_loop()
+    config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
+    config.load_cert_chain(issued.cert, issued.key)
+    held: list = []  # the streams' writers, kept open: nothing ends a request stream
+    server = loop.run_until_complete(serve("127.0.0.1", 0, configuration=config,
+                                           stream_handler=lambda r, w: held.append(w)))
+    port = server._transport.get_extra_info("sockname")[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield port
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def test_a_silent_connection_after_the_handshake_is_an_idle_timeout(mute_server,
+                                                                    ca_bundle) -> None:
+    record, keys, took = fetch(mute_server, ca_bundle, "/bytes?n=1000",
+                               Limits(read_timeout=0.5))
+    assert keys.tls_handshakes[0]["failure"] is None and keys.tls_handshakes[0]["verified"]
+    assert record["stopped_by"] == "timeout" and record["failure"] == "generic_timeout_error"
+    assert record["status_code"] is None and took < 3
+    ooni_parses(keys)
+
+
+def test_a_stream_ended_without_a_response_is_an_eof(issued, ca_bundle) -> None:
+    loop = asyncio.new_event_loop()
+    config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
+    config.load_cert_chain(issued.cert, issued.key)
+    server = loop.run_until_complete(serve(  # every request stream is ended at once, empty
+        "127.0.0.1", 0, configuration=config, stream_handler=lambda r, w: w.write_eof()))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        record, _, _ = fetch(server._transport.get_extra_info("sockname")[1], ca_bundle,
+                             "/bytes?n=1000")
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert record["stopped_by"] == "error" and record["failure"] == "eof_error"
 
 
 def test_an_untrusted_chain_is_refused_before_any_request(served, foreign_ca) -> None:

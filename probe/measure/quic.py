@@ -287,6 +287,8 @@ def _on_event(event: H3Event, stream_id: int, progress: _Progress, max_bytes: in
             progress.last_byte = now
             progress.samples.append([progress.t_ms(now), progress.bytes])
         if event.stream_ended:
+            if progress.status is None:  # the stream ended before any response head
+                progress.stopped_by, progress.failure = "error", failures.EOF_ERROR
             return True
         if progress.bytes >= max_bytes and progress.bytes != progress.content_length:
             progress.stopped_by = "max_bytes"
