@@ -158,20 +158,35 @@ class _Protocol(QuicConnectionProtocol):
         """Move response bodies into their streams while few bytes wait unsent in them."""
         if self.h3 is None:
             return
-        for stream_id, chunks in list(self.sending.items()):
-            while _queued(self, stream_id) < _QUEUED_MAX:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    self.h3.send_data(stream_id, b"", end_stream=True)
-                    del self.sending[stream_id]
-                    break
-                for start in range(0, len(chunk), _CHUNK):
-                    part = bytes(chunk[start:start + _CHUNK])
-                    self.bytes_out += len(part)
-                    self.h3.send_data(stream_id, part, end_stream=False)
+        for stream_id in list(self.sending):
+            try:
+                self._fill(stream_id)
+            except Exception:  # noqa: BLE001 - a stream the client reset: drop its body
+                self.drop(stream_id)
         self.transmit()
         if self.sending and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(_PUMP_S, self._on_timer)
+
+    def _fill(self, stream_id: int) -> None:
+        """Queue one response's body until 1 MiB waits unsent; end the stream after it."""
+        assert self.h3 is not None
+        chunks = self.sending[stream_id]
+        while _queued(self, stream_id) < _QUEUED_MAX:
+            chunk = next(chunks, None)
+            if chunk is None:
+                self.h3.send_data(stream_id, b"", end_stream=True)
+                self.drop(stream_id)
+                return
+            for start in range(0, len(chunk), _CHUNK):
+                part = bytes(chunk[start:start + _CHUNK])
+                self.bytes_out += len(part)
+                self.h3.send_data(stream_id, part, end_stream=False)
+
+    def drop(self, stream_id: int) -> None:
+        """Forget a body (sent, or no longer wanted), closing a file it reads."""
+        close = getattr(self.sending.pop(stream_id, None), "close", None)
+        if close is not None:
+            close()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -286,6 +301,8 @@ class Http3Listener:
             return
         conn.logged = True
         self.connections.discard(conn)
+        for stream_id in list(conn.sending):
+            conn.drop(stream_id)
         snapshot = conn.snapshot()
         self.log.write({
             "event": "connection", "time": utc_now(),
