@@ -117,6 +117,10 @@ def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list
               show_default=True, callback=_experiments, metavar="LIST",
               help="Comma-separated experiments to run when --server is given: "
                    f"{', '.join(EXPERIMENTS)}.")
+@click.option("--http3", is_flag=True,
+              help="Also fetch every https target over HTTP/3 (QUIC on UDP), as a measurement "
+                   "of its own (experiment target-h3); a target list asks it per target "
+                   "with http3 = true.")
 @click.option("--no-early-stop", is_flag=True,
               help="Always use the full --max-bytes/--max-seconds instead of stopping a "
                    "transfer once its rate estimate is stable.")
@@ -147,8 +151,9 @@ def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list
 def run(pack_names: tuple[str, ...], target_files: tuple[Path, ...], repeat: int,
         resolver: list, doh: list, no_system_resolver: bool, ca_bundle: Path | None,
         connect_to: dict, allow_nets: list[str], max_bytes: int, max_seconds: float,
-        connect_timeout: float, dns_timeout: float, server: str | None, experiment_names: list[str],
-        no_early_stop: bool, budget_mb: float | None, daily_budget_mb: float | None,
+        connect_timeout: float, dns_timeout: float, server: str | None,
+        experiment_names: list[str], http3: bool, no_early_stop: bool,
+        budget_mb: float | None, daily_budget_mb: float | None,
         monthly_budget_mb: float | None, label: str | None, asn_db: Path | None, out: Path,
         wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
         quiet: bool, submit: Settings | None) -> None:
@@ -156,9 +161,10 @@ def run(pack_names: tuple[str, ...], target_files: tuple[Path, ...], repeat: int
 
     For each target: DNS (system resolver, --resolver, --doh), TCP connect, the
     TLS handshake and the HTTP(S) transfer with a throughput time series and
-    TCP_INFO. The targets are those of the packs (--pack; Twitter and its controls
-    by default) and of --targets. Service and control targets are interleaved so
-    both see the same network. With --server, the differential experiments run
+    TCP_INFO; with --http3 (or http3 = true) also over HTTP/3 (QUIC). The targets
+    are those of the packs (--pack; Twitter and its controls by default) and of
+    --targets. Service and control targets are interleaved so both see the same
+    network. With --server, the differential experiments run
     among them, sending the name of every service target (and the packs' names of
     hosts whose media needs a signed URL) to the server. The result folder's path
     is the last line printed.
@@ -194,7 +200,7 @@ def run(pack_names: tuple[str, ...], target_files: tuple[Path, ...], repeat: int
             budget=_budget(budget_mb, daily_budget_mb, monthly_budget_mb),
             early_stop=not no_early_stop, server=server, experiments=experiment_names,
             consent=consent_state, network=network, packs=[p.name for p in chosen],
-            sni_names=sni_names(chosen),
+            sni_names=sni_names(chosen), http3=http3,
         )
         progress = _progress(quiet)
         runner = _runner(config, loaded, progress)
@@ -364,7 +370,7 @@ def _verdicts(folder: Path) -> tuple[dict[str, str], list[str]]:
     whatever happens here, so a failure costs the labels, never the run."""
     import logging
 
-    from probe.progress import slow_network_note
+    from probe.progress import row_label, slow_network_note
 
     found: dict[str, str] = {}
     notes: list[str] = []
@@ -374,9 +380,10 @@ def _verdicts(folder: Path) -> tuple[dict[str, str], list[str]]:
         rows = verdicts([folder]).to_dict("records")
         for v in rows:
             label = v["verdict"] + (f" ({v['trigger']})" if v.get("trigger") else "")
-            found[v["target"]] = label
+            row = row_label(v["target"], v["experiment"])
+            found[row] = label
             if v["verdict"] != "ok":
-                notes.append(f"{v['target']}: {label}: {v['explanation']}")
+                notes.append(f"{row}: {label}: {v['explanation']}")
         slow = slow_network_note(rows, CONTROL_MIN_KBPS)
         if slow:
             notes.append(slow)

@@ -62,8 +62,15 @@ def print_summary(measurements: list[dict], verdicts: dict[str, str], notes: lis
                   "`probe analyze report` explains them with plots.", style="dim")
 
 
+def row_label(target: str, experiment: str | None) -> str:
+    """A target's row in the summary: its name, marked when it was fetched over HTTP/3
+    (a row and a verdict of its own, not merged with the TCP ones)."""
+    return f"{target} (HTTP/3)" if experiment == "target-h3" else target
+
+
 def summary_table(measurements: list[dict], verdicts: dict[str, str] | None = None) -> Table:
-    """One row per target: outcome of each repetition, median goodput, and the verdict."""
+    """One row per target (and per transport): outcome of each repetition, median goodput,
+    and the verdict (keyed by `row_label`)."""
     table = Table(title="What was measured (goodput = payload kbit/s, median over repetitions)")
     columns = ["target", "family", "kind", "outcome", "goodput kbps", "bytes"]
     if verdicts:
@@ -74,7 +81,8 @@ def summary_table(measurements: list[dict], verdicts: dict[str, str] | None = No
                          overflow="ellipsis" if numeric else "fold")
     by_target: dict[str, list[dict]] = {}
     for m in measurements:
-        by_target.setdefault(identity.target_field(m, "name"), []).append(m)
+        label = row_label(identity.target_field(m, "name"), identity.field(m, "experiment"))
+        by_target.setdefault(label, []).append(m)
     for name, ms in by_target.items():
         results = [outcome(m) for m in ms]
         outcomes = sorted({r[0] for r in results})

@@ -200,6 +200,14 @@ def _count_or_none(key: str) -> Cell:
     return lambda row: len(row.get(key) or []) or None
 
 
+def _transport(key: str) -> Cell:
+    """tcp unless the record says otherwise: records before QUIC transfers have no key."""
+    return lambda row: row.get(key) or "tcp"
+
+
+_TRANSPORT = "tcp, or quic (HTTP/3 over QUIC on UDP)"
+
+
 def _flag(key: str) -> Cell:
     return lambda row: bool(row.get(key))
 
@@ -297,7 +305,7 @@ class TcpConnect(Record):
 class TlsHandshake(Record):
     """One TLS handshake (OONI df-006 + ours), with the chain as evidence."""
 
-    CSV_ORDER = ("address", "server_name", "tls_version", "cipher_suite", "alpn",
+    CSV_ORDER = ("address", "transport", "server_name", "tls_version", "cipher_suite", "alpn",
                  "handshake_ms", "verified", "failure", "verify_error", "cert_subject",
                  "cert_issuer", "cert_sans", "cert_not_after", "cert_sha256", "chain_length",
                  "chain_from_unverified_retry")
@@ -346,6 +354,9 @@ class TlsHandshake(Record):
     checked_name: str | Absent = optional()  # experiments: the measurement server's host
     name_matched: str | None | Absent = optional()  # experiments: server, sni or null
     transfer_id: str | None | Absent = optional()  # the fetch it was made for
+    network: str | Absent = optional()  # OONI's: udp for a QUIC handshake (TCP's: no key)
+    transport: str | Absent = columns(  # ours: quic (TCP's: no key)
+        column("", _TRANSPORT, read=_transport), default=ABSENT)
 
 
 @dataclass(kw_only=True)
@@ -353,7 +364,8 @@ class Transfer(Record):
     """One HTTP transfer, down (Session.fetch) or up (the upload experiment): its totals,
     its bounds' verdict (`stopped_by`) and its time series."""
 
-    CSV_ORDER = ("transfer_id", "url", "host", "sni", "address", "port", "direction", "method",
+    CSV_ORDER = ("transfer_id", "url", "host", "sni", "address", "port", "transport",
+                 "direction", "method",
                  "status_code", "bytes", "wire_bytes", "duration_s", "ttfb_ms", "goodput_kbps",
                  "stopped_by", "failure", "connection_reused", "rtt_ms", "retransmits",
                  "samples")
@@ -365,7 +377,7 @@ class Transfer(Record):
     host: str = columns(column("", "URL host"))
     sni: str | None = columns(column("", "SNI sent; empty when none was sent (or for plain HTTP)"))
     address: str | None = columns(column("", "server IP address used"))
-    port: int = columns(column("", "server TCP port"))
+    port: int = columns(column("", "server port (TCP; UDP for quic)"))
     direction: str = columns(column("", "down (server to probe) or up (probe to server)"))
     method: str = columns(column("", "HTTP method"))
     status_code: int | None = columns(column("", "HTTP status; empty without a response"))
@@ -375,7 +387,7 @@ class Transfer(Record):
     bytes_written: int | Absent = optional()  # up: what the probe handed to the kernel
     wire_bytes: int | None = columns(
         column("bytes", "bytes the kernel counted on the connection during the transfer "
-            "(TCP_INFO), headers and TLS included"))
+            "(TCP_INFO), headers and TLS included; over quic the UDP payloads received"))
     t0: float
     t: float
     duration_s: float | None = columns(column("s", "request sent to last byte (or to the stop)"))
@@ -406,12 +418,14 @@ class Transfer(Record):
     connection_reused: bool = columns(
         column("bool", "the transfer reused the previous transfer's connection"))
     server_upload: dict | None | Absent = optional()  # up: the server's own answer
+    transport: str | Absent = columns(  # quic; TCP's have no key
+        column("", _TRANSPORT, read=_transport), default=ABSENT)
 
 
-def network_event(operation: str, t: float, *, t0: float | None = None,
+def network_event(operation: str, t: float, *, t0: float | None = None, proto: str = "tcp",
                   **fields: Any) -> dict[str, Any]:
     """One OONI df-008 network event: `t0` when the operation began (`t` for an instant),
-    `t` when it ended, over TCP (`proto`); `fields` are its address, failure, num_bytes
-    and our `transfer_id`."""
-    return {"operation": operation, **fields, "proto": "tcp",
+    `t` when it ended, over `proto` (tcp, or udp for QUIC); `fields` are its address,
+    failure, num_bytes and our `transfer_id`."""
+    return {"operation": operation, **fields, "proto": proto,
             "t0": t if t0 is None else t0, "t": t}

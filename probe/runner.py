@@ -16,7 +16,14 @@ from pathlib import Path
 from probe.measure import dns
 from probe.measure.limits import DNS_TIMEOUT, Limits
 from probe.measure.tls import make_context
-from probe.measurement import Experiment, ListedTarget, MeasureContext, RunStamp, measure
+from probe.measurement import (
+    Experiment,
+    ListedTarget,
+    ListedTargetOverQuic,
+    MeasureContext,
+    RunStamp,
+    measure,
+)
 from probe.operate.budget import Budget, measurement_bytes
 from probe.operate.privacy import Scrubber, local_addresses
 from probe.results import csvs, identity
@@ -52,6 +59,7 @@ class RunConfig:
     network: dict | None = None  # {asn, cc, as_name, source} from --asn-db; never an address
     packs: list[str] = field(default_factory=list)  # --pack: the service packs measured
     sni_names: list[str] = field(default_factory=list)  # the packs' names for the sni experiment
+    http3: bool = False  # every https target also over HTTP/3 (--http3)
 
     def as_options(self) -> dict:
         return {
@@ -71,6 +79,7 @@ class RunConfig:
             "early_stop": self.early_stop,
             "server": self.server,
             "experiments": self.experiments,
+            "http3": self.http3,
         }
 
 
@@ -120,8 +129,13 @@ class Runner:
             self.stop_when = stop_when
 
     def _items(self) -> list[Experiment]:
-        """The listed targets, with the differential experiments woven in among them."""
-        listed: list[Experiment] = [ListedTarget(t) for t in self.targets]
+        """The listed targets (each over HTTP/3 right after its TCP fetch, if asked), with
+        the differential experiments woven in among them."""
+        listed: list[Experiment] = []
+        for t in self.targets:
+            listed.append(ListedTarget(t))
+            if (t.http3 or self.config.http3) and t.url.startswith("https://"):
+                listed.append(ListedTargetOverQuic(t))
         if not (self.config.server and self.config.experiments):
             return listed
         from probe.experiments import plan as plan_experiments

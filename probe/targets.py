@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 KINDS = ("image", "video", "script", "page")
 REQUIRED = ("name", "url", "family", "kind")
-OPTIONAL = ("sni", "connect_to", "expected_bytes", "pair")
+OPTIONAL = ("sni", "connect_to", "expected_bytes", "pair", "http3")
 _STRING_KEYS = frozenset({"name", "url", "family", "kind", "sni", "connect_to", "pair"})
 # Names and families end up in CSV columns, file names and plot labels.
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -43,6 +43,7 @@ class Target:
     connect_to: str | None = None  # IP to connect to instead of resolving the URL host
     expected_bytes: int | None = None
     pair: str | None = None
+    http3: bool = False  # also fetched over HTTP/3 (QUIC), as a measurement of its own
     source: str = field(default="", compare=False)  # "path:line" of its [[target]] header
 
     @property
@@ -214,6 +215,8 @@ def _build(
             fail(key, f"{key} must be a string, not {_toml_type(value)}")
         elif key == "expected_bytes" and (type(value) is not int):
             fail(key, f"expected_bytes must be an integer, not {_toml_type(value)}")
+        elif key == "http3" and type(value) is not bool:
+            fail(key, f"http3 must be true or false, not {_toml_type(value)}")
         else:
             problem = _check_value(key, value, table)
             if problem:
@@ -259,6 +262,10 @@ def _check_value(key: str, value: Any, table: dict[str, Any]) -> str | None:
             ipaddress.ip_address(value)
         except ValueError:
             return f"connect_to {value!r} is not an IP address"
+    if key == "http3" and value:
+        url = table.get("url")
+        if isinstance(url, str) and urlsplit(url).scheme == "http":
+            return "http3 is only meaningful for https URLs"
     if key == "expected_bytes" and value <= 0:
         return f"expected_bytes must be positive, not {value}"
     if key == "pair":

@@ -26,7 +26,7 @@ def test_a_run_s_every_line_is_an_ooni_measurement(world: dict, tmp_path: Path) 
     folder = Path(res.stdout.strip().splitlines()[-1])
     info = json.loads((folder / "run.json").read_text())
     lines = [json.loads(x) for x in (folder / "measurements.jsonl").read_text().splitlines()]
-    assert len(lines) == 5 and info["results_format"] == identity.FORMAT == 2
+    assert len(lines) == 5 and info["results_format"] == identity.FORMAT == 3
     for m in lines:
         assert ooni_errors(m) == [], m["annotations"]
         assert m["report_id"] == info["report_id"] and REPORT_ID.match(m["report_id"])

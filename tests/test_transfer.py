@@ -383,12 +383,12 @@ def test_a_stopped_transfer_reports_goodput_of_the_bytes_that_arrived(
 
 
 def test_a_range_cut_by_the_cap_is_max_bytes_only_if_the_object_goes_on() -> None:
-    from probe.measure.transfer import _cut_by_cap
+    from probe.measure.transfer import cut_by_cap
 
     sent = (0, 299_999)
-    assert _cut_by_cap(None, sent, "bytes 0-299999/2000000")
-    assert not _cut_by_cap(None, sent, "bytes 0-299999/300000")  # the object ended there
-    assert _cut_by_cap((0, 999_999), sent, "bytes 0-299999/*")
+    assert cut_by_cap(None, sent, "bytes 0-299999/2000000")
+    assert not cut_by_cap(None, sent, "bytes 0-299999/300000")  # the object ended there
+    assert cut_by_cap((0, 999_999), sent, "bytes 0-299999/*")
     # the caller asked past the object's end, and the object ends exactly at the cap
-    assert not _cut_by_cap((0, 999_999), sent, "bytes 0-299999/300000")
-    assert not _cut_by_cap(sent, sent, "bytes 0-299999/2000000")  # the caller's own range
+    assert not cut_by_cap((0, 999_999), sent, "bytes 0-299999/300000")
+    assert not cut_by_cap(sent, sent, "bytes 0-299999/2000000")  # the caller's own range

@@ -28,6 +28,14 @@ CONNECTION_ABORTED = "connection_aborted"
 NETWORK_DOWN = "network_down"
 NETWORK_RESET = "network_reset"
 BAD_RESPONSE = "http_invalid_response"  # ours: df-007 has no name for a malformed response
+# QUIC, as OONI's own probe names its faults: a handshake that got no answer within the
+# connect timeout, and a connection silent for the idle timeout after it, are both
+# generic_timeout_error (the record they are in says which); a CONNECTION_CLOSE the peer
+# (or a middlebox) sent is quic_connection_closed, TLS alerts in it ssl_failed_handshake.
+QUIC_HANDSHAKE_TIMEOUT = GENERIC_TIMEOUT
+QUIC_IDLE_TIMEOUT = GENERIC_TIMEOUT
+QUIC_CLOSED = "quic_connection_closed"  # ours: df-007 names no QUIC close
+_QUIC_CRYPTO_ERRORS = range(0x100, 0x200)  # RFC 9001 4.8: 0x100 + the TLS alert
 
 _ERRNO = {
     errno.ECONNRESET: CONNECTION_RESET,
@@ -54,6 +62,16 @@ def classify(exc: BaseException) -> str:
             return found
         cause = cause.__cause__ or cause.__context__
     return f"unknown_failure: {type(exc).__name__}: {exc}"[:200]
+
+
+def quic_close(error_code: int, reason: str) -> str:
+    """The df-007 string for a QUIC connection that ended with `error_code` and `reason`
+    (aioquic reports its own idle timeout as a close with reason "Idle timeout")."""
+    if reason == "Idle timeout":
+        return QUIC_IDLE_TIMEOUT
+    if error_code in _QUIC_CRYPTO_ERRORS:
+        return SSL_FAILED_HANDSHAKE
+    return QUIC_CLOSED
 
 
 def _classify_one(exc: BaseException) -> str | None:

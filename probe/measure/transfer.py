@@ -277,7 +277,7 @@ class Session:
         ask = _Ask(
             transfer_id=f"{self.prefix}-{self._count}", url=url, method=method, role=role,
             byte_range=byte_range, max_bytes=max_bytes,
-            sent_range=_capped_range(byte_range, max_bytes) if method == "GET" else byte_range,
+            sent_range=capped_range(byte_range, max_bytes) if method == "GET" else byte_range,
         )
         progress = _Progress(self.limits.max_seconds if max_seconds is None else max_seconds)
         opened_before = self.backend.connections_opened
@@ -362,7 +362,7 @@ class Session:
             response.close()
         if reply.stopped_by == progress.stop_reason:
             reply.stopped_by, reply.failure = _stopped(progress)
-        elif reply.stopped_by == "complete" and reply.status == 206 and _cut_by_cap(
+        elif reply.stopped_by == "complete" and reply.status == 206 and cut_by_cap(
                 ask.byte_range, ask.sent_range, response.headers.get("content-range")):
             reply.stopped_by = "max_bytes"
 
@@ -514,7 +514,7 @@ class Session:
             return False
 
 
-def _capped_range(asked: tuple[int, int] | None, max_bytes: int) -> tuple[int, int] | None:
+def capped_range(asked: tuple[int, int] | None, max_bytes: int) -> tuple[int, int] | None:
     """The byte range to ask for: `asked` (the whole object if None) cut to `max_bytes`.
 
     Stopping to read at the cap does not stop the server: what it sent within
@@ -527,7 +527,7 @@ def _capped_range(asked: tuple[int, int] | None, max_bytes: int) -> tuple[int, i
     return (first, min(last, asked[1])) if asked else (first, last)
 
 
-def _cut_by_cap(asked: tuple[int, int] | None, sent: tuple[int, int] | None,
+def cut_by_cap(asked: tuple[int, int] | None, sent: tuple[int, int] | None,
                 content_range: str | None) -> bool:
     """True when a 206 answered the range the cap cut and the object (or the range the
     caller asked for) goes on past it: the cap ended the transfer, not the object."""

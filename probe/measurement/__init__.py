@@ -7,7 +7,7 @@ the same), above the measuring steps of `probe.measure` and the writers of
 
 from .context import MeasureContext, Measurement, first_failure
 from .envelope import RunStamp, envelope, measure
-from .experiment import Experiment, ListedTarget
+from .experiment import Experiment, ListedTarget, ListedTargetOverQuic
 
-__all__ = ["Experiment", "ListedTarget", "MeasureContext", "Measurement", "RunStamp",
-           "envelope", "first_failure", "measure"]
+__all__ = ["Experiment", "ListedTarget", "ListedTargetOverQuic", "MeasureContext",
+           "Measurement", "RunStamp", "envelope", "first_failure", "measure"]

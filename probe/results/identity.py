@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FORMAT = 2  # run.json `results_format`; absent means 1
+FORMAT = 3  # run.json `results_format`; absent means 1
 IDENTITY = ("run_id", "measurement_id", "experiment", "repetition")
 
 

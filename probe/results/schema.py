@@ -29,7 +29,8 @@ CONTEXT = [
     Column("kind", "", "target kind: image, video, script or page; bytes for the experiments' "
            "transfers from the measurement server", value("kind")),
     Column("experiment", "", "what the measurement tests: target (a listed object), "
-           "or a differential experiment (sni, split, upload)", value("experiment")),
+           "target-h3 (the same over HTTP/3), or a differential experiment (sni, split, "
+           "upload)", value("experiment")),
 ]
 
 # The record files: the columns the record types declare (probe/records.py), after CONTEXT.

@@ -2,7 +2,8 @@
 
 Threads with blocking sockets: TLS bulk sends happen inside OpenSSL with the
 GIL released, so each connection streams at full speed without an event loop.
-The accept thread also admits (`admission.Slots`: per address, per network, in
+HTTP/3 over QUIC answers on the same ports over UDP (server/h3.py), on an asyncio loop
+of its own. The accept thread also admits (`admission.Slots`: per address, per network, in
 all; a silent or stalled holder is evicted for a newcomer) and, twice a second,
 sweeps: it refreshes each connection's progress and cuts those past their lifetime.
 """
@@ -21,6 +22,7 @@ from probe import __version__
 from .admission import Refused, SlotLimits, Slots
 from .config import ServerConfig, label
 from .connection import Connection, Shared
+from .h3 import Http3Listener, configuration
 from .handlers import Handlers, utc_now
 from .http import Limits
 from .log import JsonLog
@@ -53,6 +55,7 @@ class Server:
                 header_timeout=config.header_timeout,
             ),
         )
+        self.http3: Http3Listener | None = None
         self.addresses: list[tuple[str, int]] = []
         self.accepted = 0
         self.rejected = 0
@@ -78,7 +81,14 @@ class Server:
                 sock = socket.create_server((host, port), family=family, backlog=128)
                 self._listeners.append(sock)
                 self.addresses.append(sock.getsockname()[:2])
+            if self.config.http3:  # UDP on the ports the TCP listeners got
+                self.http3 = Http3Listener(
+                    self.config, self.shared.handlers, self.log,
+                    configuration(self.certificates.cert_pem, self.certificates.key_pem,
+                                  self.config))
+                self.http3.start(self.addresses)
         except OSError:
+            self.http3 = None
             self._close_listeners()
             raise
         self._accept_thread = threading.Thread(target=self._accept_loop, name="probe-accept")
@@ -89,6 +99,7 @@ class Server:
                 "time": utc_now(),
                 "version": __version__,
                 "listen": [label(h, p) for h, p in self.addresses],
+                "http3": self.http3 is not None,
                 "path_prefix": self.config.path_prefix,
                 "certificate_sha256": self.certificates.fingerprint,
                 "self_signed": self.certificates.generated,
@@ -105,6 +116,8 @@ class Server:
         self._wake_w.send(b"x")
         if self._accept_thread is not None:
             self._accept_thread.join()
+        if self.http3 is not None:
+            self.http3.stop()
         with self._lock:
             running = dict(self._connections)
         for conn in running:

@@ -69,6 +69,9 @@ def _prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               help="Serve the endpoints under this path (e.g. /x7k2: /x7k2/bytes, ...); "
                    "every other path is a 404. Probes then use --server "
                    "https://HOST/x7k2. Default: none.")
+@click.option("--no-http3", is_flag=True,
+              help="Do not answer HTTP/3 (QUIC) on the UDP port of each --listen address, nor "
+                   "advertise it (Alt-Svc) in HTTPS responses.")
 def serve(
     listen: list[tuple[str, int]],
     cert: Path | None,
@@ -88,9 +91,11 @@ def serve(
     max_upload_bytes: int,
     max_bytes: int,
     path_prefix: str,
+    no_http3: bool,
 ) -> None:
     """Serve /bytes, /media, /upload and /meta for probes, accepting any SNI.
 
+    HTTPS and plain HTTP over TCP, and HTTP/3 over QUIC on the same UDP port.
     Nothing else answers (`/` is a 404) and no response names the server."""
     if key is not None and cert is None:
         raise click.UsageError("--key needs --cert")
@@ -103,6 +108,7 @@ def serve(
         max_requests_per_connection=max_requests_per_connection,
         idle_timeout=idle_timeout, header_timeout=header_timeout,
         max_upload_bytes=max_upload_bytes, max_bytes=max_bytes, path_prefix=path_prefix,
+        http3=not no_http3,
     )
     server = Server(config)
     stop = threading.Event()
@@ -115,6 +121,8 @@ def serve(
     certs = server.certificates
     origin = "self-signed" if certs.generated else str(cert)
     click.echo(f"certificate ({origin}) SHA-256 {certs.fingerprint}", err=True)
+    if server.http3:
+        click.echo("HTTP/3 (QUIC) on the same ports over UDP", err=True)
     for host, port in addresses:
         click.echo(f"listening {label(host, port)}")
     sys.stdout.flush()

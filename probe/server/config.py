@@ -42,6 +42,7 @@ class ServerConfig:
     max_logged_paths: int = 100
     # "" or "/secret": the measurement endpoints live under it; every other path is a 404.
     path_prefix: str = ""
+    http3: bool = True  # also answer HTTP/3 over QUIC on the UDP port of each listener
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from probe.measure.failures import classify
 from . import clienthello
 from .admission import Client, Standing
 from .config import ServerConfig, label
+from .h3 import alt_svc
 from .handlers import Handlers, kbps, utc_now
 from .http import (
     HttpError,
@@ -216,6 +217,9 @@ class Connection:
 
     def _send(self, request: Request, response: Response, keep_alive: bool) -> None:
         assert self.stream is not None
+        if self.tls and self.shared.config.http3:  # the same port answers HTTP/3 over UDP
+            port = int(self.listener.rpartition(":")[2])
+            response.headers.append(("Alt-Svc", alt_svc(port)))
         head = response_head(response, keep_alive)
         body = response.body
         self._sending = True

@@ -86,12 +86,14 @@ class Certificates:
     ) -> None:
         if cert is not None:
             cert_pem = Path(cert).read_bytes()
+            key_pem = Path(key or cert).read_bytes()
             self.default = server_context(cert, key or cert)
             self.verbatim = server_context(cert, key or cert)
         else:
             cert_pem, key_pem = self_signed()
             self.default = _context_from_pem(cert_pem, key_pem)
             self.verbatim = _context_from_pem(cert_pem, key_pem)
+        self.cert_pem, self.key_pem = cert_pem, key_pem  # for HTTP/3 (server/h3.py)
         self.fingerprint = fingerprint(cert_pem)
         self.generated = cert is None
         self.by_name: dict[str, ssl.SSLContext] = {}
