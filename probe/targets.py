@@ -279,7 +279,10 @@ def _check_value(key: str, value: Any, table: dict[str, Any]) -> str | None:
 def _check_url(url: str) -> str | None:
     if any(c.isspace() for c in url):
         return f"url {url!r} must not contain whitespace"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. a bracketed host that is not an IPv6 address
+        return f"url {url!r} is not a valid URL ({exc})"
     if parts.scheme not in _DEFAULT_PORTS:
         return f"url {url!r} must start with http:// or https://"
     if not parts.hostname:

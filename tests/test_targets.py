@@ -182,6 +182,7 @@ def test_wrong_type(tmp_path: Path, line_text: str, fragment: str) -> None:
         ("https:///x.jpg", "has no host"),
         ("https://pbs.twimg.com:99999/", "invalid port"),
         ("https://pbs.twimg.com:https/", "invalid port"),
+        ("https://[[target]]abs.twimg.com/x.js", "is not a valid URL"),
         ("https://pbs.twimg.com/a b.jpg", "whitespace"),
     ],
 )
