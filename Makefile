@@ -21,11 +21,11 @@ $(STAMP): pyproject.toml
 run: install  ## measure the shipped targets once; prints the result folder
 	$(BIN)/probe run $(PROBE_ARGS)
 
-# The tests that need no lab run on two processes; the lab's run alone after them, as
-# their throttled flows and timings want the machine to themselves.
+# Two processes each: the tests without the lab, then the lab's, a whole module per
+# process (each module brings up its own lab, with its own prefix).
 test: install  ## the whole suite (lab tests need root; they skip with a reason otherwise)
 	$(BIN)/pytest -q -ra --durations=10 -m "not lab" -n 2
-	$(BIN)/pytest -q -ra --durations=15 -m lab
+	$(BIN)/pytest -q -ra --durations=15 -m lab -n 2 --dist loadfile
 
 lint: install  ## style, and the import layers of pyproject.toml
 	$(BIN)/ruff check probe analysis tests bench

@@ -61,3 +61,13 @@ def world(tmp_path_factory: pytest.TempPathFactory, test_ca):
             DnsServer(zone) as dns_server:
         yield {"origin": origin, "dns": dns_server, "ca": test_ca.cert_path,
                "closed": closed_port(), "dir": tmp_path_factory.mktemp("world")}
+
+
+
+# `make test` runs the lab's modules on two processes, a whole module each
+# (--dist loadfile); the longest starts first so that it does not end last.
+_LONGEST_FIRST = ("test_lab_zoo.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in _LONGEST_FIRST)

@@ -2,12 +2,14 @@
 
 Each scenario is run once per test session: the first module that needs it
 brings up its own lab (lazily, with its own prefix) and runs the probe; the
-other module reads the same result folder. A module run alone makes its own.
+other module reads the same result folder, also from another xdist worker (a
+file lock per scenario). A module run alone makes its own.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -34,7 +36,10 @@ _FOLDERS: dict[str, Path] = {}  # scenario -> result folder, for the whole sessi
 
 
 def results_root(factory: pytest.TempPathFactory) -> Path:
-    return factory.getbasetemp() / "lab-e2e-results"
+    """Where the runs are kept: under xdist, each worker's base folder is one below the
+    session's, which all workers share."""
+    base = factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lab-e2e-results"
 
 
 @dataclass
@@ -48,14 +53,24 @@ class LabRuns:
 
     def folder(self, scenario: str) -> Path:
         if scenario not in _FOLDERS:
-            lab = self._lab()
-            lab.scenario(scenario, rate_kbps=RATE_KBPS, hop=HOP)
-            targets = write_targets(self.results / "targets.toml", TARGETS)
-            _FOLDERS[scenario] = run_probe(
-                lab, targets, self.results / scenario, repeat=REPEAT.get(scenario, 1),
-                max_seconds=MAX_SECONDS,
-            )
+            self.results.mkdir(parents=True, exist_ok=True)
+            with open(self.results / f"{scenario}.lock", "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be running it
+                lock.seek(0)
+                done = lock.read().strip()
+                if not done:
+                    done = str(self._run(scenario))
+                    lock.write(done)
+                    lock.flush()
+            _FOLDERS[scenario] = Path(done)
         return _FOLDERS[scenario]
+
+    def _run(self, scenario: str) -> Path:
+        lab = self._lab()
+        lab.scenario(scenario, rate_kbps=RATE_KBPS, hop=HOP)
+        targets = write_targets(self.results / f"targets-{self.prefix}toml", TARGETS)
+        return run_probe(lab, targets, self.results / scenario,
+                         repeat=REPEAT.get(scenario, 1), max_seconds=MAX_SECONDS)
 
     def run(self, scenario: str) -> Run:
         return Run(self.folder(scenario))

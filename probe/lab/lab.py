@@ -202,8 +202,9 @@ class Lab:
         state = self.state
         pids += [p["pid"] for p in state.get("processes", []) if _is_ours(p)]
         system.kill(sorted(set(pids)))
-        for ns in owned:
-            system.run(["ip", "netns", "del", ns], check=False)
+        with system.netns_turn():
+            for ns in owned:
+                system.run(["ip", "netns", "del", ns], check=False)
         for ns in self.names.chain:
             shutil.rmtree(system.NETNS_ETC / ns, ignore_errors=True)
         if state:
@@ -223,8 +224,9 @@ class Lab:
 
     def _build_network(self) -> None:
         chain = self.names.chain
-        for ns in chain:
-            system.run(["ip", "netns", "add", ns])
+        with system.netns_turn():
+            for ns in chain:
+                system.run(["ip", "netns", "add", ns])
         for link in range(len(chain) - 1):
             west_ns, east_ns = chain[link], chain[link + 1]
             # Created directly inside the namespaces: no name clash in the root namespace.

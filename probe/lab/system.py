@@ -6,19 +6,37 @@ so a broken step names itself instead of leaving a half-built lab silently.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 IPTABLES = "iptables"  # the nft backend (`iptables -V`); all lab rules live inside lab namespaces
 IPTABLES_RESTORE = "iptables-restore"
 IPTABLES_SAVE = "iptables-save"
 NETNS_ETC = Path("/etc/netns")
+# `ip netns add` makes /run/netns a shared mount point (bind-mounting it onto itself)
+# the first time; labs coming up at once take turns for it, and for `del`, machine-wide.
+NETNS_LOCK = Path("/run/lock/throttle-probe-netns.lock")
 TIMEOUT = 20.0
 _CHILDREN: dict[int, subprocess.Popen] = {}  # servers this process started, kept to reap them
+
+
+@contextmanager
+def netns_turn() -> Iterator[None]:
+    """Hold the machine-wide turn for adding or deleting network namespaces."""
+    NETNS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(NETNS_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class LabError(RuntimeError):
