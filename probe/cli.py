@@ -392,6 +392,8 @@ def _verdicts(folder: Path) -> tuple[dict[str, str], list[str]]:
             found[row] = label
             if v["verdict"] != "ok":
                 notes.append(f"{row}: {label}: {v['explanation']}")
+        notes += [f"{v['target']}: {v['across_transports']}" for v in rows
+                  if isinstance(v.get("across_transports"), str)]
         slow = slow_network_note(rows, CONTROL_MIN_KBPS)
         if slow:
             notes.append(slow)
