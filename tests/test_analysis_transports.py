@@ -154,7 +154,10 @@ def test_a_failed_quic_handshake_is_no_dns_failure() -> None:
     assert _stage(m, dns, None, tls) == "dns"  # over TCP no connect is a DNS failure
 
 
-def test_run_folders_give_the_transport_column_and_the_line(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def quic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder: a Twitter target policed over TCP and fast over QUIC, its control
+    fetched both ways."""
     quic_ok = Path_("clean", rate_kbps=3_000, rtt_ms=40, buffer_pkts=40)
     specs = [Spec("tw", "twitter", "image", "pbs.twimg.com", POLICED, pair="ctl"),
              Spec("ctl", "control", "image", "ctl.test", FAST),
@@ -162,7 +165,11 @@ def test_run_folders_give_the_transport_column_and_the_line(tmp_path: Path) -> N
                   experiment="target-h3", transport="quic"),
              Spec("ctl", "control", "image", "ctl.test", quic_ok, experiment="target-h3",
                   transport="quic")]
-    rows = verdicts([write_run(tmp_path, RunSpec(specs))])
+    return write_run(tmp_path_factory.mktemp("quic-run"), RunSpec(specs))
+
+
+def test_run_folders_give_the_transport_column_and_the_line(quic_run: Path) -> None:
+    rows = verdicts([quic_run])
     assert list(rows.columns) == FIELDS
     by = rows.set_index(["target", "experiment"])
     assert by.loc[("tw", "target"), "transport"] == "tcp"
@@ -171,3 +178,25 @@ def test_run_folders_give_the_transport_column_and_the_line(tmp_path: Path) -> N
     assert by.loc[("tw", "target-h3"), "verdict"] == "ok"
     (line,) = across_lines(rows)
     assert line.startswith("tw: TCP throttled at ") and ", QUIC not (" in line
+
+
+def test_the_line_is_in_analyze_verdicts_the_run_summary_and_the_report(
+        quic_run: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from analysis.cli import analyze
+    from probe.cli import _verdicts
+    from probe.escape import for_markdown
+
+    (line,) = across_lines(verdicts([quic_run]))
+    shown = CliRunner().invoke(analyze, ["verdicts", str(quic_run)])
+    assert shown.exit_code == 0 and "Across transports (TCP vs QUIC):" in shown.stdout
+    assert f"  {line}" in shown.stdout
+    labels, notes = _verdicts(quic_run)
+    assert labels["tw"].startswith("throttled") and labels["tw (HTTP/3)"] == "ok"
+    assert line in notes
+    out = tmp_path / "report.html"
+    made = CliRunner().invoke(analyze, ["report", str(quic_run), "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    assert "<h2>Across transports</h2>" in out.read_text() and line in out.read_text()
+    assert f"- {for_markdown(line)}" in out.with_suffix(".md").read_text()
