@@ -46,6 +46,12 @@ else all controls). Decision rules, in order (thresholds in thresholds.py):
    Differential measurements get rows of their own, compared with the
    neutral-name measurements of the same run and direction: so an ISP that
    slows every upload gives slow "controls" and never a throttled upload.
+4. Transports. A target fetched over HTTP/3 (`target-h3`) is judged by the same
+   rules against the controls' HTTP/3 fetches (a user-space QUIC stack is slower
+   than the kernel's TCP whatever the network), its trigger read off `sni-h3`;
+   its own TCP fetch is evidence beside it (analysis/transports.py: the QUIC/TCP
+   ratio, one line where the two verdicts differ). `transport` (the neutral name
+   over TCP and over QUIC) tells a network that slows QUIC itself: trigger `quic`.
 """
 
 from __future__ import annotations
