@@ -129,7 +129,8 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
     """
     from .verdicts import verdicts as compute
 
-    columns = ["run_id", "target", "experiment", "transport", "verdict", "trigger", "rate_kbps",
+    # The experiment names the transport (target-h3, sni-h3: QUIC); csv and json have it.
+    columns = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
                "control_rate_kbps", "ratio", "p_value", "explanation"]
     ds = _dataset(folders)
     if ds is not None:
