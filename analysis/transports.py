@@ -49,9 +49,14 @@ def across(tcp: Verdict, quic: Verdict, quic_vs_tcp: _Comparison | None,
 
     `quic_vs_tcp`: the QUIC rate over the TCP rate (and the reverse), when both had one.
     """
-    names = {id(tcp): "TCP", id(quic): "QUIC"}
-    faster_than = {id(tcp): quic_vs_tcp is not None and _significant(quic_vs_tcp),
-                   id(quic): tcp_vs_quic is not None and _significant(tcp_vs_quic)}
+    def name(v: Verdict) -> str:
+        return "TCP" if v is tcp else "QUIC"
+
+    def faster(v: Verdict) -> bool:
+        """`v`'s transport ran significantly faster than the other, to the same target."""
+        c = quic_vs_tcp if v is tcp else tcp_vs_quic
+        return c is not None and _significant(c)
+
     found = [v for v in (tcp, quic) if v.verdict in FINDINGS]
     if not found:
         return None
@@ -59,20 +64,20 @@ def across(tcp: Verdict, quic: Verdict, quic_vs_tcp: _Comparison | None,
         if tcp.verdict == quic.verdict == "throttled":
             slow, fast = (tcp, quic) if (tcp.rate_kbps or 0) <= (quic.rate_kbps or 0) \
                 else (quic, tcp)
-            if not faster_than[id(fast)]:
+            if not faster(fast):
                 return (f"TCP and QUIC throttled alike ({tcp.rate_kbps or 0:,.0f} and "
                         f"{_kbps(quic.rate_kbps)})")
             times = (fast.rate_kbps or 0) / max(slow.rate_kbps or 0, 1e-9)
-            return (f"{names[id(slow)]} throttled at {_kbps(slow.rate_kbps)}, "
-                    f"{names[id(fast)]} at {_kbps(fast.rate_kbps)} ({times:.1f}x faster)")
+            return (f"{name(slow)} throttled at {_kbps(slow.rate_kbps)}, {name(fast)} at "
+                    f"{_kbps(fast.rate_kbps)} ({times:.1f}x faster)")
         if tcp.verdict == quic.verdict:
             return None
         return f"TCP {_state(tcp)}, QUIC {_state(quic)}"
     (bad,) = found
     other = quic if bad is tcp else tcp
-    if other.verdict == "ok" or (bad.verdict == "throttled" and faster_than[id(other)]):
-        return f"{names[id(bad)]} {_state(bad)}, {names[id(other)]} not ({_kbps(other.rate_kbps)})"
-    return f"{names[id(bad)]} {_state(bad)}, {names[id(other)]} {_state(other)}"
+    if other.verdict == "ok" or (bad.verdict == "throttled" and faster(other)):
+        return f"{name(bad)} {_state(bad)}, {name(other)} not ({_kbps(other.rate_kbps)})"
+    return f"{name(bad)} {_state(bad)}, {name(other)} {_state(other)}"
 
 
 def compare_transports(tcp: Verdict, quic: Verdict, tcp_reps: list[_Rep],

@@ -92,6 +92,12 @@ def test_quic_without_quic_controls_still_counts_as_not_throttled_by_its_tcp_rat
     quic = _rows(reps)[("tw", "target-h3")]
     assert quic.verdict == "inconclusive" and quic.controls == []
     assert quic.across_transports == "TCP throttled at 131 kbit/s, QUIC not (2,840 kbit/s)"
+    # about as slow as the throttled TCP fetch: nothing says QUIC escaped the throttle
+    reps = [r for r in _run(tcp=131.0, quic=150.0)
+            if not (r.target == "ctl" and r.transport == "quic")]
+    quic = _rows(reps)[("tw", "target-h3")]
+    assert quic.across_transports == ("TCP throttled at 131 kbit/s, QUIC inconclusive "
+                                      "(150 kbit/s)")
 
 
 def test_tcp_verdicts_do_not_change_with_a_quic_fetch() -> None:
