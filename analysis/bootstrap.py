@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import _Rep
-from .thresholds import BLOCK_BINS, BOOT, OK_RATIO
+from .thresholds import ALPHA, BLOCK_BINS, BOOT, CI_HIGH_MAX, OK_RATIO, THROTTLED_RATIO
 
 
 def _boot_means(bins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -60,3 +60,9 @@ def _compare(subject: list[_Rep], controls: list[_Rep], seed: int) -> _Compariso
     cv = float(np.std(c, ddof=1) / np.mean(c)) if len(c) >= 3 and np.mean(c) > 0 else 0.0
     return _Comparison(rate, control, rate / control if control > 0 else math.inf,
                        float(lo), float(hi), float(p), cv)
+
+
+def _significant(c: _Comparison) -> bool:
+    """Much slower, surely: ratio at most THROTTLED_RATIO, its interval under CI_HIGH_MAX
+    and the bootstrap p-value of "ratio >= OK_RATIO" at most ALPHA."""
+    return c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA

@@ -129,6 +129,7 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
     """
     from .verdicts import verdicts as compute
 
+    # The experiment names the transport (target-h3, sni-h3: QUIC); csv and json have it.
     columns = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
                "control_rate_kbps", "ratio", "p_value", "explanation"]
     ds = _dataset(folders)
@@ -140,12 +141,27 @@ def verdicts(folders: tuple[Path, ...], fmt: str) -> None:
             query.verdicts_csv(ds, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
-            _emit(query.verdicts(ds), fmt, columns)
+            _emit_verdicts(query.verdicts(ds), fmt, columns)
         _count_skipped(query.skipped(ds))
         return
     results = _load(folders)
-    _emit(compute(results), fmt, columns)
+    _emit_verdicts(compute(results), fmt, columns)
     _count_skipped(results.skipped)
+
+
+def _emit_verdicts(rows: pd.DataFrame, fmt: str, columns: list[str]) -> None:
+    """The verdicts, and below the table one line per target whose TCP and QUIC verdicts
+    differ (csv and json carry them in the `across_transports` column)."""
+    from probe.escape import for_terminal
+
+    from .transports import across_lines
+
+    _emit(rows, fmt, columns)
+    lines = across_lines(rows) if fmt == "table" else []
+    if lines:
+        click.echo("Across transports (TCP vs QUIC):")
+        for line in lines:
+            click.echo(f"  {for_terminal(line)}")
 
 
 @click.command()

@@ -21,6 +21,9 @@ from .signature import signature
 from .thresholds import BIN_S, BLOCK_BINS, MAX_BOOT_BINS, MIN_BYTES, PEAK_WINDOW_S
 
 CERT_FAILURES = ("ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate")
+# Experiments made over QUIC only: their transport is known even when DNS failed and no
+# transfer says it.
+QUIC_EXPERIMENTS = ("target-h3", "sni-h3")
 
 
 @dataclass
@@ -44,6 +47,7 @@ class _Rep:
     status: int | None = None  # HTTP status of the main transfer
     peak: float | None = None  # kbit/s of its fastest steady second (90th percentile)
     note: str | None = None  # a step that could not be computed, and why
+    transport: str = "tcp"  # tcp | quic (HTTP/3)
 
 
 def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
@@ -53,15 +57,17 @@ def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
 
 
 def _stage(m: dict, dns: pd.DataFrame | None, tcp: pd.DataFrame | None,
-           tls: pd.DataFrame | None) -> str:
-    """Which step failed a measurement that moved no usable data."""
+           tls: pd.DataFrame | None, quic: bool = False) -> str:
+    """Which step failed a measurement that moved no usable data. QUIC has no TCP connect:
+    its handshake is the first step after DNS."""
     if dns is not None and len(dns) and dns["bogons"].fillna("").ne("").any():
         return "dns"
-    if tcp is None or not len(tcp):  # nothing was connected to: DNS gave no address
+    tried = tls if quic else tcp
+    if tried is None or not len(tried):  # nothing was connected to: DNS gave no address
         failure = str(m.get("failure") or "")
         asked = dns is not None and len(dns) > 0
         return "dns" if asked or failure.startswith("dns_") or not failure else "tcp"
-    if not tcp["success"].fillna(False).astype(bool).any():
+    if not quic and not tried["success"].fillna(False).astype(bool).any():
         return "tcp"
     if tls is not None and len(tls):
         failures = tls["failure"].dropna()
@@ -148,8 +154,10 @@ def _reps(r: Results) -> list[_Rep]:
         rep = _Rep(mid, m["target"], or_none(m.get("family"), str),
                    or_none(m.get("kind"), str), or_none(m.get("host"), str),
                    or_none(sni, str), or_none(m.get("experiment"), str) or "target",
-                   or_none(main["direction"], str) if main is not None else direction,
-                   _stage(m, dns(mid), tcp(mid), tls(mid)) if main is None else "ok")
+                   or_none(main["direction"], str) if main is not None else direction, "ok")
+        rep.transport = _transport(rep.experiment, trs)
+        if main is None:
+            rep.stage = _stage(m, dns(mid), tcp(mid), tls(mid), rep.transport == "quic")
         if main is not None and not pd.isna(main["status_code"]):
             rep.status = int(main["status_code"])
         if main is not None and main["bytes"] >= MIN_BYTES:
@@ -157,6 +165,14 @@ def _reps(r: Results) -> list[_Rep]:
             _rate_into(rep, main, s, tcpinfo.get(main["transfer_id"], []))
         reps.append(rep)
     return reps
+
+
+def _transport(experiment: str, transfers: list[dict]) -> str:
+    """quic when the measurement's transfers went over QUIC; without any (DNS failed), when
+    its experiment is made over QUIC only. Folders before QUIC have no column: tcp."""
+    if any(t.get("transport") == "quic" for t in transfers):
+        return "quic"
+    return "quic" if not transfers and experiment in QUIC_EXPERIMENTS else "tcp"
 
 
 def _rate_into(rep: _Rep, transfer: dict, s: np.ndarray | None, tcp_info: list) -> None:

@@ -26,6 +26,7 @@ from probe.results.atomic import write_bytes, write_text  # noqa: E402
 
 from .load import Results  # noqa: E402
 from .rates import as_arrays  # noqa: E402
+from .transports import across_lines  # noqa: E402
 from .verdicts import rate_series, transfer_table, verdicts  # noqa: E402
 
 BIN_S = 0.5  # plot bins; a transfer shorter than 8 bins gets 8 finer ones
@@ -33,7 +34,7 @@ MAX_SERIES = 12  # transfers per family in the throughput-over-time plot
 MAX_STEPS = 2000  # per line: 1200 half-second steps cover the probe's longest transfer
 COLORS = {"twitter": "#d62728", "control": "#1f77b4", "youtube": "#ff7f0e",
           "facebook": "#9467bd"}
-VERDICT_COLUMNS = ["run_id", "target", "experiment", "verdict", "trigger", "rate_kbps",
+VERDICT_COLUMNS = ["run_id", "target", "experiment", "transport", "verdict", "trigger", "rate_kbps",
                    "control_rate_kbps", "ratio", "p_value", "explanation"]
 # Beyond this many verdicts the page would grow by megabytes; the CSV lists them instead.
 MAX_VERDICT_ROWS = 2000
@@ -176,7 +177,12 @@ VERDICT_HELP = ("One row per target and run. rate and control rate are median st
                 "bootstrap p-value of 'the target runs at 0.7x its controls or faster' (small: "
                 "surely slower by more than 30 %); trigger says what "
                 "sets off the throttle when the run carried the differential experiments "
-                "(sni: the TLS server name; ip: the destination).")
+                "(sni: the TLS server name; ip: the destination; quic: QUIC itself, whatever "
+                "the name). transport: tcp, or quic for a fetch over HTTP/3, judged against "
+                "controls fetched over HTTP/3 too.")
+ACROSS_HELP = ("Targets fetched over both TCP and QUIC (HTTP/3) whose two verdicts differ, or "
+               "that were throttled over both: a throttler may treat the transports apart "
+               "(in 2024 YouTube was slowed to ~128 kbit/s over TCP, ~512 over QUIC).")
 
 
 CAMPAIGN_HELP = ("Twitter targets of the main experiment, per network (the run's ASN, else "
@@ -231,6 +237,10 @@ def _html(summary: str, rows: pd.DataFrame, figures: list[Figure],
     too_many = _too_many(rows)
     listed = (f"<p>{for_html(too_many)}</p>" if too_many
               else _html_table(rows, VERDICT_COLUMNS, "verdict"))
+    lines = across_lines(rows)
+    across = "" if not lines else (
+        f"<h2>Across transports</h2><p>{for_html(ACROSS_HELP)}</p><ul>"
+        + "".join(f"<li>{for_html(line)}</li>" for line in lines) + "</ul>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Throttling report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
@@ -238,7 +248,7 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 tr.throttled{{background:#fdd}}tr.ok{{background:#efe}}tr.inconclusive{{background:#ffd}}
 img{{max-width:100%}}</style></head><body>
 <h1>Throttling report</h1><p>{for_html(INTRO)}</p><p>{for_html(summary)}</p>{per_network}
-<h2>Verdicts</h2><p>{for_html(VERDICT_HELP)}</p>
+{across}<h2>Verdicts</h2><p>{for_html(VERDICT_HELP)}</p>
 {listed}{figs}
 </body></html>
 """
@@ -250,6 +260,10 @@ def _markdown(summary: str, rows: pd.DataFrame, figures: list[Figure], stem: str
     if campaign is not None:
         lines += ["## Per network and day", "", CAMPAIGN_HELP, "",
                   *_md_table(campaign, list(campaign.columns)), ""]
+    across = across_lines(rows)
+    if across:
+        lines += ["## Across transports", "", ACROSS_HELP, "",
+                  *(f"- {for_markdown(line)}" for line in across), ""]
     too_many = _too_many(rows)
     lines += ["## Verdicts", "", VERDICT_HELP, "",
               *([for_markdown(too_many)] if too_many else _md_table(rows, VERDICT_COLUMNS))]

@@ -46,6 +46,12 @@ else all controls). Decision rules, in order (thresholds in thresholds.py):
    Differential measurements get rows of their own, compared with the
    neutral-name measurements of the same run and direction: so an ISP that
    slows every upload gives slow "controls" and never a throttled upload.
+4. Transports. A target fetched over HTTP/3 (`target-h3`) is judged by the same
+   rules against the controls' HTTP/3 fetches (a user-space QUIC stack is slower
+   than the kernel's TCP whatever the network), its trigger read off `sni-h3`;
+   its own TCP fetch is evidence beside it (analysis/transports.py: the QUIC/TCP
+   ratio, one line where the two verdicts differ). `transport` (the neutral name
+   over TCP and over QUIC) tells a network that slows QUIC itself: trigger `quic`.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ import pandas as pd
 from probe.names import TWITTER_DOMAINS as TWITTER_NAMES
 from probe.names import is_service_family, is_service_name, is_twitter_name, label, service_of
 
-from .bootstrap import _compare, _Comparison
+from .bootstrap import _compare, _significant
 from .features import CERT_FAILURES, _Rep, _reps, _sender_tcpinfo, _stage, rate_series
 from .load import Results, load
 from .rates import estimate
@@ -84,6 +90,7 @@ from .thresholds import (
     SUB_SECOND_OK_RATIO,
     THROTTLED_RATIO,
 )
+from .transports import compare_transports
 
 # The names this module has always offered, wherever they are defined now.
 __all__ = [
@@ -95,9 +102,11 @@ __all__ = [
 ]
 
 VERDICTS = ("ok", "throttled", "blocked", "dns-tampered", "tls-tampered", "inconclusive")
-FIELDS = ["run_id", "target", "host", "family", "kind", "experiment", "direction", "verdict",
-          "trigger", "rate_kbps", "control_rate_kbps", "ratio", "ci_low", "ci_high", "p_value",
-          "signature", "repetitions", "controls", "explanation"]
+FIELDS = ["run_id", "target", "host", "family", "kind", "experiment", "transport", "direction",
+          "verdict", "trigger", "rate_kbps", "control_rate_kbps", "ratio", "ci_low", "ci_high",
+          "p_value", "signature", "repetitions", "controls", "transport_ratio",
+          "across_transports", "explanation"]
+LISTED = ("target", "target-h3")  # a listed target, over TCP and over HTTP/3
 
 
 @dataclass
@@ -110,7 +119,7 @@ class Verdict:
     experiment: str
     direction: str
     verdict: str
-    trigger: str | None = None  # sni | ip | unknown, for throttled only
+    trigger: str | None = None  # sni | ip | quic | unknown, for throttled only
     rate_kbps: float | None = None  # median steady-state rate of the target
     control_rate_kbps: float | None = None
     ratio: float | None = None  # rate / control rate
@@ -121,12 +130,15 @@ class Verdict:
     repetitions: int = 0
     controls: list[str] = field(default_factory=list)
     explanation: str = ""
+    transport: str = "tcp"  # tcp | quic (HTTP/3)
+    transport_ratio: float | None = None  # QUIC rows: QUIC rate / the same target's TCP rate
+    across_transports: str | None = None  # QUIC rows: one line when the two verdicts differ
 
     def as_dict(self) -> dict:
         d = asdict(self)
         for k in ("rate_kbps", "control_rate_kbps"):
             d[k] = None if d[k] is None else round(d[k], 1)
-        for k in ("ratio", "ci_low", "ci_high"):
+        for k in ("ratio", "ci_low", "ci_high", "transport_ratio"):
             d[k] = None if d[k] is None else round(d[k], 3)
         if d["p_value"] is not None:
             d["p_value"] = float(f"{d['p_value']:.3g}")
@@ -178,7 +190,7 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     v = Verdict(run_id="", target=first.target, host=first.host, family=first.family,
                 kind=first.kind, experiment=first.experiment, direction=first.direction,
                 verdict="inconclusive", repetitions=len(subject),
-                controls=sorted({c.target for c in controls}))
+                controls=sorted({c.target for c in controls}), transport=first.transport)
     failure = _failure([r.stage for r in subject])
     if failure is not None:
         verdict, stage, count = failure
@@ -297,17 +309,12 @@ def judge(subject: list[_Rep], controls: list[_Rep], seed: int = 0) -> Verdict:
     return v
 
 
-def _significant(c: _Comparison) -> bool:
-    """Much slower, surely: ratio at most THROTTLED_RATIO, its interval under CI_HIGH_MAX
-    and the bootstrap p-value of "ratio >= OK_RATIO" at most ALPHA."""
-    return c.ratio <= THROTTLED_RATIO and c.ci_high < CI_HIGH_MAX and c.p_value <= ALPHA
-
-
 def _controls_for(subject: list[_Rep], pair: str | None, run: list[_Rep]) -> list[_Rep]:
     """The target's `pair`, else controls of the same kind, else every control of the run;
-    same direction where there are such (failed ones kept: they say the network broke)."""
+    fetched the same way (a target-h3 row's controls are fetched over HTTP/3 too), same
+    direction where there are such (failed ones kept: they say the network broke)."""
     direction = subject[0].direction
-    controls = [r for r in run if r.family == "control" and r.experiment == "target"]
+    controls = [r for r in run if r.family == "control" and r.experiment == subject[0].experiment]
     if pair:
         paired = [r for r in controls if r.target == pair]
         if paired:
@@ -319,8 +326,9 @@ def _controls_for(subject: list[_Rep], pair: str | None, run: list[_Rep]) -> lis
 
 
 def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
-             seed: int, family: str | None = "twitter") -> tuple[str, str]:
-    """(trigger, reason) of a throttled target from the run's `sni` experiment.
+             seed: int, family: str | None = "twitter", over: str = "sni") -> tuple[str, str]:
+    """(trigger, reason) of a throttled target from the run's `sni` experiment (`over`:
+    `sni-h3` for a target fetched over HTTP/3: its names sent over QUIC).
 
     Each service name the experiment sent to the neutral server is judged on its own
     against the neutral and no-SNI variants: the names of the target's own service
@@ -338,18 +346,19 @@ def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
         return is_service_name(name) and (not is_service_family(family)
                                           or service_of(name) == family)
 
-    sni = [r for r in run if r.experiment == "sni" and ok(r)]
+    sni = [r for r in run if r.experiment == over and ok(r)]
+    via = "" if over == "sni" else " over QUIC"
     neutral = [r for r in sni if not is_service_name(r.sni)]
     names: dict[str, list[_Rep]] = {}
     for r in sni:
         if counts(r.sni):
             names.setdefault(str(r.sni).lower(), []).append(r)
-    split = [r for r in run if r.experiment == "split" and ok(r)]
+    split = [r for r in run if r.experiment == "split" and ok(r) and over == "sni"]
     if not names or not neutral:
         if split:
             return "unknown", ("a split ClientHello alone (no sni experiment) cannot tell the "
                                "name from the destination")
-        return "unknown", "no SNI experiment in this run"
+        return "unknown", f"no SNI experiment{via} in this run"
     slow, fast = [], []
     for name, reps in sorted(names.items()):
         c = _compare(reps, neutral, seed)
@@ -368,20 +377,60 @@ def _trigger(target_name: str | None, target_rate: float, run: list[_Rep],
         extra = ""
         if split and np.median([r.rate for r in split]) >= OK_RATIO * c.control:
             extra = "; a split ClientHello evades it"
-        return "sni", (f"the {label(service_of(name))} SNI {name} to a neutral server was "
-                       f"slow ({c.rate:.0f} vs {c.control:.0f} kbit/s for a neutral or no "
+        return "sni", (f"the {label(service_of(name))} SNI {name} to a neutral server{via} "
+                       f"was slow ({c.rate:.0f} vs {c.control:.0f} kbit/s for a neutral or no "
                        f"SNI){extra}")
     if mine_fast:
         name, c = mine_fast[0]
-        return "ip", (f"its own name {name} sent to a neutral server was fast ({c.rate:.0f} "
+        return "ip", (f"its own name {name} sent to a neutral server{via} was fast ({c.rate:.0f} "
                       f"kbit/s, {c.control:.0f} for a neutral SNI) while the target ran at "
                       f"{target_rate:.0f}: the destination, not the name, is slowed")
     if fast:
         tested = ", ".join(n for n, _ in fast)
-        return "unknown", (f"{label(service_of(fast[0][0]))} names sent to a neutral server "
-                           f"were fast ({tested}), but this target's name ({own or '?'}) was "
+        return "unknown", (f"{label(service_of(fast[0][0]))} names sent to a neutral server"
+                           f"{via} were fast ({tested}), but this target's name ({own or '?'}) was "
                            "not among them")
     return "unknown", "the SNI experiment was not clear-cut"
+
+
+def _subject(r: _Rep) -> bool:
+    """Whether a measurement is judged (else it is only a baseline): a listed target but a
+    control; an experiment's service-name variant; the QUIC side of `transport`."""
+    if r.experiment in LISTED:
+        return r.family != "control"
+    if r.experiment == "transport":
+        return r.transport == "quic"
+    return is_service_name(r.sni) or is_service_family(r.family)
+
+
+def _baselines(experiment: str, subject: list[_Rep], run: list[_Rep]) -> list[_Rep]:
+    """An experiment's neutral variants over the subject's transport and direction (failed
+    ones kept): its own, else the `sni` experiment's over that transport. `transport`'s
+    baseline is its TCP side."""
+    first = subject[0]
+    if experiment == "transport":
+        return [r for r in run if r.experiment == experiment and r.transport == "tcp"
+                and (r.direction == first.direction or r.stage != "ok")]
+    sni = "sni" if first.transport == "tcp" else "sni-h3"
+    controls = [r for r in run if r.experiment in (experiment, sni)
+                and r.transport == first.transport
+                and not is_service_name(r.sni) and not is_service_family(r.family)
+                and (r.direction == first.direction or r.stage != "ok")]
+    return [r for r in controls if r.experiment == experiment] or controls
+
+
+def _why_throttled(experiment: str, v: Verdict, subject: list[_Rep], run: list[_Rep],
+                   seed: int) -> tuple[str, str]:
+    """(trigger, reason) of a throttled row."""
+    first = subject[0]
+    if experiment in LISTED:
+        return _trigger(first.sni, v.rate_kbps or 0.0, run, seed, first.family,
+                        "sni" if experiment == "target" else "sni-h3")
+    if experiment == "transport":
+        return "quic", ("the neutral name over QUIC was slow and over TCP to the same server "
+                        "it was not: the network slows QUIC (or UDP) whatever the name")
+    service = label(service_of(first.sni) or first.family)
+    return "sni", f"only the {service} name differs from its baseline"
 
 
 def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
@@ -390,29 +439,25 @@ def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
     out = []
     groups: dict[tuple, list[_Rep]] = {}
     for r in reps:
-        if r.experiment == "target" and r.family == "control":
-            continue
-        if r.experiment != "target" and not (is_service_name(r.sni)
-                                             or is_service_family(r.family)):
-            continue  # neutral-name experiment measurements are the baselines
-        groups.setdefault((r.experiment, r.target, r.direction), []).append(r)
-    for (experiment, target, direction), subject in groups.items():
-        if experiment == "target":
+        if _subject(r):
+            groups.setdefault((r.experiment, r.target, r.direction), []).append(r)
+    for (experiment, target, _direction), subject in groups.items():
+        if experiment in LISTED:
             controls = _controls_for(subject, pairs.get(target), reps)
         else:
-            controls = [r for r in reps if r.experiment in (experiment, "sni")
-                        and not is_service_name(r.sni) and not is_service_family(r.family)
-                        and (r.direction == direction or r.stage != "ok")]
-            controls = [r for r in controls if r.experiment == experiment] or controls
+            controls = _baselines(experiment, subject, reps)
         v = judge(subject, controls, seed)
         v.run_id = run_id
+        if experiment == "transport" and v.verdict in ("throttled", "inconclusive") and \
+                (v.rate_kbps or 0.0) >= SUB_SECOND_FAST_KBPS:
+            # A user-space QUIC stack is often CPU-bound far below the kernel's TCP; a flow
+            # this fast passed no throttle of the kind measured here (hundreds of kbit/s).
+            v.verdict = "ok"
+            v.explanation = (f"slower over QUIC than over TCP ({v.rate_kbps:,.0f} vs "
+                             f"{v.control_rate_kbps or 0:,.0f} kbit/s), but too fast for a "
+                             "throttle: the QUIC stack's own speed.")
         if v.verdict == "throttled":
-            if experiment == "target":
-                v.trigger, why = _trigger(subject[0].sni, v.rate_kbps or 0.0, reps, seed,
-                                          subject[0].family)
-            else:
-                service = label(service_of(subject[0].sni) or subject[0].family)
-                v.trigger, why = "sni", f"only the {service} name differs from its baseline"
+            v.trigger, why = _why_throttled(experiment, v, subject, reps, seed)
             v.explanation = v.explanation.rstrip(".") + f"; trigger {v.trigger}: {why}."
         if experiment == "upload" and v.verdict != "throttled" and v.control_rate_kbps and \
                 v.control_rate_kbps < CONTROL_MIN_KBPS:
@@ -421,6 +466,12 @@ def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
         if notes:
             v.explanation += f" Note: {'; '.join(notes)}."
         out.append(v)
+    by_key = {(v.experiment, v.target, v.direction): v for v in out}
+    for (experiment, target, direction), subject in groups.items():
+        tcp = by_key.get(("target", target, direction))
+        if experiment == "target-h3" and tcp is not None:
+            compare_transports(tcp, by_key[(experiment, target, direction)],
+                               groups[("target", target, direction)], subject, seed)
     return out
 
 

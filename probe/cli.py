@@ -18,8 +18,11 @@ import click
 
 from probe import __version__
 from probe.collection.submit_cli import submit_options
+from probe.experiment_names import DEFAULT as DEFAULT_EXPERIMENTS
 from probe.experiment_names import NAMES as EXPERIMENTS
+from probe.experiment_names import OVER_QUIC as QUIC_EXPERIMENTS
 from probe.experiment_names import check as check_experiments
+from probe.experiment_names import chosen as chosen_experiments
 from probe.measure.limits import DEFAULT_LIMITS, DNS_TIMEOUT
 from probe.operate.options import budget_options, network_options
 
@@ -81,7 +84,10 @@ def main() -> None:
     """
 
 
-def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+def _experiments(ctx: click.Context, param: click.Parameter,
+                 value: str | None) -> list[str] | None:
+    if value is None:  # the defaults, which depend on --http3 (experiment_names.chosen)
+        return None
     try:
         return check_experiments([e.strip() for e in value.split(",") if e.strip()])
     except ValueError as exc:
@@ -113,10 +119,11 @@ def _experiments(ctx: click.Context, param: click.Parameter, value: str) -> list
 @click.option("--server", metavar="URL",
               help="A measurement server (`probe serve`) for the differential experiments, "
                    "e.g. https://measure.example.org:8443.")
-@click.option("--experiments", "experiment_names", default=",".join(EXPERIMENTS),
-              show_default=True, callback=_experiments, metavar="LIST",
-              help="Comma-separated experiments to run when --server is given: "
-                   f"{', '.join(EXPERIMENTS)}.")
+@click.option("--experiments", "experiment_names", default=None, callback=_experiments,
+              metavar="LIST",
+              help="Comma-separated experiments to run when --server is given, of "
+                   f"{', '.join(EXPERIMENTS)}; default: {','.join(DEFAULT_EXPERIMENTS)}, "
+                   f"and {','.join(QUIC_EXPERIMENTS)} (over HTTP/3) with --http3.")
 @click.option("--http3", is_flag=True,
               help="Also fetch every https target over HTTP/3 (QUIC on UDP), as a measurement "
                    "of its own (experiment target-h3); a target list asks it per target "
@@ -152,7 +159,7 @@ def run(pack_names: tuple[str, ...], target_files: tuple[Path, ...], repeat: int
         resolver: list, doh: list, no_system_resolver: bool, ca_bundle: Path | None,
         connect_to: dict, allow_nets: list[str], max_bytes: int, max_seconds: float,
         connect_timeout: float, dns_timeout: float, server: str | None,
-        experiment_names: list[str], http3: bool, no_early_stop: bool,
+        experiment_names: list[str] | None, http3: bool, no_early_stop: bool,
         budget_mb: float | None, daily_budget_mb: float | None,
         monthly_budget_mb: float | None, label: str | None, asn_db: Path | None, out: Path,
         wait: bool, jitter: float, yes: bool, log_file: Path | None, verbose: bool,
@@ -198,7 +205,8 @@ def run(pack_names: tuple[str, ...], target_files: tuple[Path, ...], repeat: int
                           connect_timeout=connect_timeout),
             allow_nets=allow_nets, dns_timeout=dns_timeout, label=label,
             budget=_budget(budget_mb, daily_budget_mb, monthly_budget_mb),
-            early_stop=not no_early_stop, server=server, experiments=experiment_names,
+            early_stop=not no_early_stop, server=server,
+            experiments=chosen_experiments(experiment_names, http3),
             consent=consent_state, network=network, packs=[p.name for p in chosen],
             sni_names=sni_names(chosen), http3=http3,
         )
@@ -384,6 +392,8 @@ def _verdicts(folder: Path) -> tuple[dict[str, str], list[str]]:
             found[row] = label
             if v["verdict"] != "ok":
                 notes.append(f"{row}: {label}: {v['explanation']}")
+        notes += [f"{v['target']}: {v['across_transports']}" for v in rows
+                  if isinstance(v.get("across_transports"), str)]
         slow = slow_network_note(rows, CONTROL_MIN_KBPS)
         if slow:
             notes.append(slow)

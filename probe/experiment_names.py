@@ -6,7 +6,11 @@ Apart from `probe.experiments` because `probe run --help` shows them and validat
 
 from __future__ import annotations
 
-NAMES = ("sni", "split", "upload")
+NAMES = ("sni", "split", "upload", "sni-h3", "transport")
+# Over QUIC: planned by default only when the run fetches over HTTP/3 (--http3), so a
+# run without it sends no UDP to the server.
+OVER_QUIC = ("sni-h3", "transport")
+DEFAULT = tuple(n for n in NAMES if n not in OVER_QUIC)
 
 
 def check(names: list[str]) -> list[str]:
@@ -16,3 +20,11 @@ def check(names: list[str]) -> list[str]:
         raise ValueError(f"unknown experiment(s) {', '.join(unknown)}; choose from "
                          f"{', '.join(NAMES)}")
     return names
+
+
+def chosen(given: list[str] | None, http3: bool) -> list[str]:
+    """The experiments to run: those `given` (--experiments), else the defaults, with the
+    QUIC ones when the run also fetches over HTTP/3."""
+    if given is not None:
+        return given
+    return list(DEFAULT) + (list(OVER_QUIC) if http3 else [])

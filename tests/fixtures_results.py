@@ -233,6 +233,7 @@ class Spec:
     sni: str | None = None  # None = the host
     direction: str = "down"
     fail: str | None = None  # dns | tcp | tls-reset | tls-cert | http: how it fails
+    transport: str = "tcp"  # quic: the transfer over HTTP/3 (no TCP_INFO)
 
 
 @dataclass
@@ -349,7 +350,8 @@ def measurement(run_id: str, spec: Spec, rep: int, started: dt.datetime, seed: i
             "stopped_by": "error" if http_fail else tr.stopped_by, "failure": http_fail,
             "connection_reused": False,
             "samples": [] if http_fail else tr.samples,
-            "tcp_info": [] if http_fail else tr.tcp_info,
+            "tcp_info": [] if http_fail or spec.transport == "quic" else tr.tcp_info,
+            **({"transport": "quic"} if spec.transport == "quic" else {}),
         })
         failure = http_fail
     keys.update(extra)

@@ -75,7 +75,7 @@ def test_report_is_self_contained_with_a_markdown_twin(results: Path, tmp_path: 
     linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
     assert len(linked) == 3
     assert all((tmp_path / "site" / name).read_bytes().startswith(b"\x89PNG") for name in linked)
-    assert re.search(r"\| twitter-image \| target \| throttled \|", md)
+    assert re.search(r"\| twitter-image \| target \| tcp \| throttled \|", md)
     assert not list((tmp_path / "site").glob(".*"))  # no temp files left behind
 
 

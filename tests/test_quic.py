@@ -341,3 +341,28 @@ def test_the_summary_shows_the_quic_fetch_as_a_row_of_its_own(world, served,
     rows = [line for line in res.stdout.splitlines() if line.startswith("│ tw-image")]
     assert len(rows) == 2 and sum("(HTTP/3)" in row for row in rows) == 1
     assert all("200,000" in row for row in rows)  # one transfer each, not both summed
+
+
+def test_run_http3_with_a_server_runs_the_quic_experiments(world, served, tmp_path) -> None:
+    """--http3 with --server: sni-h3 and transport join the default experiments, each
+    variant a valid OONI measurement, over QUIC where it says so, judged per transport."""
+    from analysis.verdicts import verdicts
+
+    server = f"https://images.control.test:{port_of(served)}"
+    folder, lines = run_against(world, served, tmp_path, TARGETS.replace("HTTP3", ""),
+                                "--http3", "--server", server, "--max-bytes", "200000")
+    seen = {(m["annotations"]["experiment"], m["test_keys"]["target"]["name"]) for m in lines}
+    assert {e for e, _ in seen} == {"target", "target-h3", "sni", "split", "upload", "sni-h3",
+                                    "transport"}
+    assert {("transport", "transport-tcp"), ("transport", "transport-quic"),
+            ("sni-h3", "sni-h3-pbs.twimg.com"), ("sni-h3", "sni-h3-none")} <= seen
+    transfers = read_csv(folder, "transfers.csv")
+    by_experiment: dict[str, set[str]] = {}
+    for t in transfers:
+        by_experiment.setdefault(t["experiment"], set()).add(t["transport"])
+        assert t["failure"] == "", t
+    assert by_experiment["sni-h3"] == {"quic"} and by_experiment["transport"] == {"tcp", "quic"}
+    rows = verdicts([folder]).set_index(["experiment", "target"])
+    assert rows.loc[("sni-h3", "sni-h3-pbs.twimg.com"), "transport"] == "quic"
+    assert rows.loc[("transport", "transport-quic"), "transport"] == "quic"
+    assert ("transport", "transport-tcp") not in rows.index  # the baseline

@@ -89,7 +89,7 @@ def test_run_writes_that_run_s_detail_only(many: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(report, [str(many), "--run", "run-AS100-15", "-o", str(out)])
     assert res.exit_code == 0, res.output
     md = out.with_suffix(".md").read_text()
-    assert "1 run(s)" in md and "| run-AS100-15 | twitter-image | target | throttled |" in md
+    assert "1 run(s)" in md and "| run-AS100-15 | twitter-image | target | tcp | throttled |" in md
     assert "run-AS100-14" not in md and "collection" not in out.read_text()
 
 

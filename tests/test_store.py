@@ -241,3 +241,46 @@ def test_a_run_s_report_from_the_dataset_is_its_folder_s(runs: Path, dataset: Pa
     result = CliRunner().invoke(analyze, ["report", str(dataset), "--run", "nope", "-o",
                                           str(tmp_path / "c.html")])
     assert result.exit_code == 2 and "no run 'nope'" in result.output
+
+
+def test_the_transport_columns_survive_the_dataset(tmp_path: Path) -> None:
+    """A run with HTTP/3 fetches: its verdict rows' transport, QUIC/TCP ratio and line
+    across transports come back from the dataset as they were judged."""
+    from tests.fixtures_results import FAST, POLICED, Path_, RunSpec, Spec, write_run
+
+    quic_ok = Path_("clean", rate_kbps=3_000, rtt_ms=40, buffer_pkts=40)
+    specs = [Spec("tw", "twitter", "image", "pbs.twimg.com", POLICED, pair="ctl"),
+             Spec("ctl", "control", "image", "ctl.test", FAST),
+             Spec("tw", "twitter", "image", "pbs.twimg.com", quic_ok, pair="ctl",
+                  experiment="target-h3", transport="quic"),
+             Spec("ctl", "control", "image", "ctl.test", quic_ok, experiment="target-h3",
+                  transport="quic")]
+    runs = tmp_path / "runs"
+    write_run(runs, RunSpec(specs))
+    ingest([runs], tmp_path / "ds")
+    from_folders = _json("verdicts", str(runs))
+    from_dataset = _json("verdicts", str(tmp_path / "ds"))
+    assert _sorted(from_dataset) == _sorted(from_folders)
+    (quic,) = [r for r in from_dataset if r["transport"] == "quic"]
+    assert quic["across_transports"].startswith("TCP throttled at ")
+    assert quic["transport_ratio"] > 2
+    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/ds/verdicts/**/*.parquet', "
+                   "hive_partitioning=true) WHERE transport = 'quic'").fetchall()[0][0]
+    assert n == 1
+
+
+def test_a_dataset_of_older_rules_reads_without_the_new_columns(runs: Path,
+                                                                 tmp_path: Path) -> None:
+    """Verdict files written before the transport columns: null there, the rest as stored."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "ds"
+    ingest([runs], out)
+    for f in Dataset(out).files("verdicts"):
+        table = pq.read_table(f)
+        pq.write_table(table.drop_columns(["transport", "transport_ratio",
+                                           "across_transports"]), f)
+    rows = _json("verdicts", str(out))
+    assert len(rows) == 7 and {r["transport"] for r in rows} == {None}
+    csv = CliRunner().invoke(analyze, ["verdicts", str(out), "--format", "csv"])
+    assert csv.exit_code == 0 and len(csv.stdout.splitlines()) == 8

@@ -54,13 +54,25 @@ def frame(ds: Dataset, table: str, columns: Iterable[str] | None = None,
     files = ds.files(table, batches)
     if not files:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    sql = (f"SELECT {', '.join(_quote(c) for c in cols)} FROM {_SCAN}"
+    stored = _stored_columns(files)
+    sql = (f"SELECT {', '.join(_selected(c, stored) for c in cols)} FROM {_SCAN}"
            + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else ""))
     return connect().execute(sql, {"files": files, **(params or {})}).df()
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _selected(name: str, stored: set[str]) -> str:
+    """A column of the files, or null for one added since they were written (a dataset of
+    older verdict rules reads until `ingest --recompute` re-derives it)."""
+    return _quote(name) if name in stored else f"NULL AS {_quote(name)}"
+
+
+def _stored_columns(files: list[str]) -> set[str]:
+    described = connect().execute(f"SELECT * FROM {_SCAN} LIMIT 0", {"files": files})
+    return {d[0] for d in described.description}
 
 
 _VERDICT_ORDER = "run_id, experiment, target, direction"
@@ -81,8 +93,9 @@ def verdicts_csv(ds: Dataset, out: BinaryIO) -> None:
     if not files:
         out.write((",".join(FIELDS) + "\n").encode())
         return
-    cols = ", ".join("array_to_string(controls, ';') AS controls" if f == "controls" else f
-                     for f in FIELDS)
+    stored = _stored_columns(files)
+    cols = ", ".join("array_to_string(controls, ';') AS controls" if f == "controls"
+                     else _selected(f, stored) for f in FIELDS)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "verdicts.csv")
         connect().execute(f"COPY (SELECT {cols} FROM {_SCAN} ORDER BY {_VERDICT_ORDER}) "

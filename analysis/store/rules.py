@@ -14,7 +14,7 @@ import importlib
 import inspect
 from functools import cache
 
-MODULES = ("analysis.verdicts", "analysis.features", "analysis.bootstrap",
+MODULES = ("analysis.verdicts", "analysis.features", "analysis.bootstrap", "analysis.transports",
            "analysis.thresholds", "analysis.signature", "analysis.rates",
            "probe.measure.rate", "probe.names")
 

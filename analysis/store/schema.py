@@ -30,7 +30,8 @@ def _csv_schema(file: str) -> list[pa.Field]:
 
 _VERDICT_TYPES = {"rate_kbps": pa.float64(), "control_rate_kbps": pa.float64(),
                   "ratio": pa.float64(), "ci_low": pa.float64(), "ci_high": pa.float64(),
-                  "p_value": pa.float64(), "repetitions": pa.int64(),
+                  "p_value": pa.float64(), "transport_ratio": pa.float64(),
+                  "repetitions": pa.int64(),
                   "controls": pa.list_(pa.string())}
 _RUN_TYPES = {"start": _TIME, "end": _TIME, "measurements": pa.int64(), "targets": pa.int64()}
 _MEASUREMENT_TYPES = {"measurement_start_time": _TIME, "repetition": pa.float64()}

@@ -10,6 +10,9 @@ experiment tests (docs/experiments.md):
 - `split`: the Twitter-SNI download with its ClientHello split inside the name,
   split after the record header, or padded past one TCP segment.
 - `upload`: POST /upload with a Twitter and the neutral SNI.
+- `sni-h3`: the `sni` variants over HTTP/3 (QUIC on the server's UDP port).
+- `transport`: the neutral name over TCP and over HTTP/3: a network that slows QUIC
+  (or UDP) whatever the name.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from probe.targets import Target
 
 from .base import MAX_BYTES, Server, target
 from .download import Download
+from .h3 import H3Download
 from .upload import Upload
 
 # Always tried, one per kind of rule seen in 2021: `*.twimg.com` (the media hosts,
@@ -67,18 +71,22 @@ def sni_names(targets: Iterable[Target], extra: Iterable[str] = ()) -> list[str]
 
 
 def plan(server_url: str, names: list[str], targets: Iterable[Target] = (),
-         extra_names: Iterable[str] = ()) -> list[Download | Upload]:
+         extra_names: Iterable[str] = ()) -> list[Download | H3Download | Upload]:
     """The variants of the named experiments, in a fixed order (service names first, then
     baselines); `extra_names` are the packs' names for the `sni` experiment."""
     check(names)
     server = Server.parse(server_url)
     down = server.url_for(f"/bytes?n={MAX_BYTES}")
-    out: list[Download | Upload] = []
-    if "sni" in names:
+    out: list[Download | H3Download | Upload] = []
+    targets, extra_names = list(targets), list(extra_names)  # read once per experiment
+    for experiment, fetch in (("sni", Download), ("sni-h3", H3Download)):
+        if experiment not in names:
+            continue
         for name in sni_names(targets, extra_names):
-            out.append(Download("sni", target("sni", name, down, name), server))
-        out.append(Download("sni", target("sni", "neutral", down, server.neutral_name), server))
-        out.append(Download("sni", target("sni", "none", down, ""), server))
+            out.append(fetch(experiment, target(experiment, name, down, name), server))
+        out.append(fetch(experiment, target(experiment, "neutral", down, server.neutral_name),
+                         server))
+        out.append(fetch(experiment, target(experiment, "none", down, ""), server))
     if "split" in names:
         for shape in SPLIT_SHAPES:
             out.append(Download("split", target("split", f"{shape}-{SPLIT_SNI}", down, SPLIT_SNI),
@@ -87,4 +95,8 @@ def plan(server_url: str, names: list[str], targets: Iterable[Target] = (),
         up = server.url_for("/upload")
         out.append(Upload(target("upload", UPLOAD_SNI, up, UPLOAD_SNI), server))
         out.append(Upload(target("upload", "neutral", up, server.neutral_name), server))
+    if "transport" in names:
+        neutral = server.neutral_name
+        out.append(Download("transport", target("transport", "tcp", down, neutral), server))
+        out.append(H3Download("transport", target("transport", "quic", down, neutral), server))
     return out

@@ -46,7 +46,9 @@ _STOP = object()  # queued when our own bound stops the transfer
 @dataclass(frozen=True)
 class H3Ask:
     """One GET over HTTP/3: where to (`address`: the IP, the URL's port over UDP), which
-    SNI (None: the URL host, "": none), which CAs (None: the system's)."""
+    SNI (None: the URL host, "": none), which CAs (None: the system's). `check_name`: the
+    name the chain is verified for instead of the SNI (the experiments send service names
+    to a measurement server that holds a certificate for its own name only)."""
 
     url: str
     address: str
@@ -56,6 +58,7 @@ class H3Ask:
     transfer_id: str
     stop_when: StopWhen | None = None
     role: str = "object"
+    check_name: str | None = None
 
 
 @dataclass
@@ -113,6 +116,10 @@ async def _fetch(keys: TestKeys, clock: Clock, ask: H3Ask) -> dict:
     port = parts.port or 443
     name = (parts.hostname or "") if ask.sni is None else ask.sni
     handshake = _handshake_record(ask.address, port, name, clock.now(), ask.transfer_id)
+    if ask.check_name is not None:
+        handshake.checked_name = ask.check_name
+        handshake.name_matched = None
+        handshake.hostname_checked = True
     progress = _Progress()
     t0 = clock.now()
     keys.network_events.append(network_event("http_transaction_start", t0, proto="udp",
@@ -186,19 +193,23 @@ async def _handshake(client: _Client, record: TlsHandshake, ask: H3Ask, clock: C
     if leaf is None:
         record.failure = failures.SSL_FAILED_HANDSHAKE
         return False
-    record.failure, record.verify_error = _verify(leaf, chain, record, ask.ca_bundle)
+    checked = record.server_name if ask.check_name is None else ask.check_name
+    record.failure, record.verify_error = _verify(leaf, chain, checked, ask.ca_bundle)
     record.verified = record.failure is None
+    if ask.check_name is not None and record.verified:
+        record.name_matched = "server"
     return record.verified
 
 
-def _verify(leaf: Any, chain: list, record: TlsHandshake,
+def _verify(leaf: Any, chain: list, name: str,
             ca_bundle: Path | None) -> tuple[str | None, str | None]:
-    """(failure, the verifier's message) of the chain against the CAs and the name checked."""
+    """(failure, the verifier's message) of the chain against the CAs and `name` ("": the
+    chain alone)."""
     paths = ssl.get_default_verify_paths()
     cafile = str(ca_bundle) if ca_bundle else paths.cafile
     capath = None if ca_bundle else paths.capath
     try:
-        verify_certificate(leaf, chain, server_name=record.server_name or None,
+        verify_certificate(leaf, chain, server_name=name or None,
                            cafile=cafile, capath=capath)
     except AlertCertificateExpired as exc:
         return failures.SSL_INVALID_CERTIFICATE, str(exc)

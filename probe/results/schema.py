@@ -30,7 +30,7 @@ CONTEXT = [
            "transfers from the measurement server", value("kind")),
     Column("experiment", "", "what the measurement tests: target (a listed object), "
            "target-h3 (the same over HTTP/3), or a differential experiment (sni, split, "
-           "upload)", value("experiment")),
+           "upload, sni-h3, transport)", value("experiment")),
 ]
 
 # The record files: the columns the record types declare (probe/records.py), after CONTEXT.
