@@ -198,7 +198,8 @@ def table(cells: Sequence[Cell]) -> str:
     head = ("| scenario | kbit/s | target | verdict | trigger | rate_kbps | curl kbit/s | KB "
             "| s | right |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = [f"| {c.scenario} | {'' if c.rate_kbps is None else f'{c.rate_kbps:g}'} | "
-            f"{c.target}{' over QUIC' if c.experiment == 'target-h3' else ''} | {c.verdict} | {c.trigger or ''} | "
+            f"{c.target}{' over QUIC' if c.experiment == 'target-h3' else ''} | "
+            f"{c.verdict} | {c.trigger or ''} | "
             f"{'' if c.measured_kbps is None else f'{c.measured_kbps:.0f}'} | "
             f"{'' if c.curl_kbps is None else f'{c.curl_kbps:.0f}'} | {c.kb:.0f} | "
             f"{c.seconds:.1f} | {'yes' if c.right else 'NO (' + c.expected + ')'} |"
