@@ -317,13 +317,13 @@ def quic_plan(name: str, rate_kbps: float, services: Sequence[str]) -> Plan:
                         + police("east", rate_kbps), quic_domains=domains)
         return Plan(ruleset(mangle=mangle, filter_=[f"-A FORWARD -m connmark --mark {MARK} "
                                                     "-j DROP"]), quic_domains=domains)
-    addresses = [h.address for h in topology.HOSTS if h.family in services]
-    rules = [f"-A {'POSTROUTING' if throttle else 'FORWARD'} -p udp {side} {a} {port} 443 -j "
-             + (f"CLASSIFY --set-class {THROTTLED_CLASS}" if throttle else "DROP")
-             for a in addresses for side, port in (("-d", "--dport"), ("-s", "--sport"))]
+    udp = [f"-p udp {side} {h.address} {port} 443" for h in topology.HOSTS
+           if h.family in services for side, port in (("-d", "--dport"), ("-s", "--sport"))]
     if throttle:
-        return Plan(ruleset(mangle=rules), police("west", rate_kbps) + police("east", rate_kbps))
-    return Plan(ruleset(filter_=rules))
+        classify = [f"-A POSTROUTING {m} -j CLASSIFY --set-class {THROTTLED_CLASS}" for m in udp]
+        return Plan(ruleset(mangle=classify),
+                    police("west", rate_kbps) + police("east", rate_kbps))
+    return Plan(ruleset(filter_=[f"-A FORWARD {m} -j DROP" for m in udp]))
 
 
 def plan(name: str, rate_kbps: float, router_west: str, tuning: Tuning | None = None,
