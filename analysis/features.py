@@ -21,6 +21,9 @@ from .signature import signature
 from .thresholds import BIN_S, BLOCK_BINS, MAX_BOOT_BINS, MIN_BYTES, PEAK_WINDOW_S
 
 CERT_FAILURES = ("ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate")
+# Experiments made over QUIC only: their transport is known even when DNS failed and no
+# transfer says it.
+QUIC_EXPERIMENTS = ("target-h3", "sni-h3")
 
 
 @dataclass
@@ -53,15 +56,17 @@ def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
 
 
 def _stage(m: dict, dns: pd.DataFrame | None, tcp: pd.DataFrame | None,
-           tls: pd.DataFrame | None) -> str:
-    """Which step failed a measurement that moved no usable data."""
+           tls: pd.DataFrame | None, quic: bool = False) -> str:
+    """Which step failed a measurement that moved no usable data. QUIC has no TCP connect:
+    its handshake is the first step after DNS."""
     if dns is not None and len(dns) and dns["bogons"].fillna("").ne("").any():
         return "dns"
-    if tcp is None or not len(tcp):  # nothing was connected to: DNS gave no address
+    tried = tls if quic else tcp
+    if tried is None or not len(tried):  # nothing was connected to: DNS gave no address
         failure = str(m.get("failure") or "")
         asked = dns is not None and len(dns) > 0
         return "dns" if asked or failure.startswith("dns_") or not failure else "tcp"
-    if not tcp["success"].fillna(False).astype(bool).any():
+    if not quic and not tried["success"].fillna(False).astype(bool).any():
         return "tcp"
     if tls is not None and len(tls):
         failures = tls["failure"].dropna()
@@ -149,7 +154,8 @@ def _reps(r: Results) -> list[_Rep]:
                    or_none(m.get("kind"), str), or_none(m.get("host"), str),
                    or_none(sni, str), or_none(m.get("experiment"), str) or "target",
                    or_none(main["direction"], str) if main is not None else direction,
-                   _stage(m, dns(mid), tcp(mid), tls(mid)) if main is None else "ok")
+                   _stage(m, dns(mid), tcp(mid), tls(mid), m.get("experiment") in QUIC_EXPERIMENTS)
+                   if main is None else "ok")
         if main is not None and not pd.isna(main["status_code"]):
             rep.status = int(main["status_code"])
         if main is not None and main["bytes"] >= MIN_BYTES:

@@ -14,8 +14,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from analysis import load
 from analysis.verdicts import verdicts
 from probe.lab import running_lab
 from probe.lab.demo import run_probe
@@ -30,7 +32,8 @@ SCENARIOS = ("quic-throttle-name", "quic-throttle-ip", "quic-block-name", "quic-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Per scenario: its verdict rows by (target, experiment) and the classifier's log."""
+    """Per scenario: its verdict rows and measurement failures by (target, experiment),
+    the classifier's log and the lab's processes."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the lab uses network namespaces, iptables and tc")
     tmp = tmp_path_factory.mktemp("quic")
@@ -42,9 +45,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
             lab.scenario(name, rate_kbps=RATE_KBPS)
             folder = run_probe(lab, targets, tmp / name, max_seconds=10.0)
             log = Path(lab.state["logs"]) / "quic-classifier.out"
+            ms = load([folder]).measurements
             out[name] = {
                 "rows": {(r["target"], r["experiment"]): r
                          for r in verdicts([folder]).to_dict("records")},
+                "failures": {(t, e): f for t, e, f in
+                             ms[["target", "experiment", "failure"]].itertuples(index=False)},
                 "classifier": [json.loads(line) for line in log.read_text().splitlines()]
                 if name.endswith("-name") else [],
                 "processes": [p["name"] for p in lab.state["processes"]],
@@ -68,7 +74,9 @@ def test_dropped_quic_is_blocked_and_tcp_is_not(runs: dict, name: str) -> None:
     rows = runs[name]["rows"]
     quic = rows[("lab-twitter-image", "target-h3")]
     assert quic["verdict"] == "blocked", quic["explanation"]
-    assert "generic_timeout_error" in quic["explanation"]
+    failures = runs[name]["failures"]
+    assert failures[("lab-twitter-image", "target-h3")] == "generic_timeout_error"
+    assert pd.isna(failures[("lab-control-image", "target-h3")])  # its control's QUIC works
     assert rows[("lab-twitter-image", "target")]["verdict"] == "ok"
 
 
