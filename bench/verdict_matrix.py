@@ -111,9 +111,7 @@ def spent(folder: Path) -> dict[tuple[str, str], tuple[float, float]]:
     """Per target and experiment: (KB on the wire, seconds of transfer) the probe spent."""
     import analysis
 
-    results = analysis.load([folder])
-    t = results.transfers.merge(results.measurements[["measurement_id", "experiment"]],
-                                on="measurement_id", how="left")
+    t = analysis.load([folder]).transfers
     out: dict[tuple[str, str], tuple[float, float]] = {}
     for (target, experiment), g in t.groupby(["target", "experiment"]):
         wire = g["wire_bytes"].fillna(g["bytes"]).sum()
