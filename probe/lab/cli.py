@@ -151,7 +151,7 @@ def status(lab: Lab, as_json: bool) -> None:
     click.echo(f"lab {'up' if st['up'] else 'down'} ({st['dir']}, prefix {st['prefix']})")
     click.echo(f"namespaces: {' '.join(st['namespaces']) or '-'}")
     for p in st["processes"]:
-        click.echo(f"  {p['name']:<11} pid {p['pid']:<7} {p['ns']:<12} "
+        click.echo(f"  {p['name']:<15} pid {p['pid']:<7} {p['ns']:<12} "
                    f"{'alive' if p['alive'] else 'DEAD'}")
     if st["scenario"]:
         click.echo(f"scenario: {_describe(st['scenario'])}")
