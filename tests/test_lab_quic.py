@@ -4,7 +4,8 @@ while TCP to the same hosts runs free.
 
 One lab (prefix `tpk-`), one probe run per scenario from the client namespace: the
 Twitter image and its control, each over TCP and over HTTP/3. The throttle is set at
-512 kbit/s, YouTube's QUIC rate in 2024.
+512 kbit/s, YouTube's QUIC rate in 2024. Last, the classifier is killed: QUIC must
+then pass (the NFQUEUE rule's --queue-bypass), as a device that fails open.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from analysis import load
 from analysis.verdicts import verdicts
-from probe.lab import running_lab
+from probe.lab import running_lab, system
 from probe.lab.demo import run_probe
 from probe.lab.targets import targets_toml
 
@@ -56,6 +57,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
                 "processes": [p["name"] for p in lab.state["processes"]],
             }
             log.unlink(missing_ok=True)
+        # The classifier gone (crashed), the kernel lets the queued packets pass.
+        lab.scenario("quic-throttle-name", rate_kbps=RATE_KBPS)
+        (classifier,) = [p for p in lab.state["processes"] if p["name"] == "quic-classifier"]
+        system.kill([classifier["pid"]])
+        folder = run_probe(lab, targets, tmp / "classifier-gone", max_seconds=10.0)
+        out["classifier-gone"] = {"rows": {(r["target"], r["experiment"]): r
+                                           for r in verdicts([folder]).to_dict("records")}}
     return out
 
 
@@ -89,6 +97,11 @@ def test_the_classifier_decides_by_the_name_in_the_initial(runs: dict) -> None:
         assert ("images.lab.test", "0x20") in marks, flows
         assert not [e for e in runs[name]["classifier"] if e["event"] == "error"]
     assert "quic-classifier" not in runs["quic-throttle-ip"]["processes"]
+
+
+def test_without_the_classifier_quic_passes(runs: dict) -> None:
+    quic = runs["classifier-gone"]["rows"][("lab-twitter-image", "target-h3")]
+    assert quic["verdict"] == "ok", quic["explanation"]
 
 
 def test_no_lab_is_left_behind(runs: dict) -> None:
