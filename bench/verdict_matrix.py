@@ -12,7 +12,12 @@ and every target's verdict is checked against what the scenario did to it:
 - `collateral` (the early rule, the substring `t.co`): t.co and www.microsoft.com
   `throttled`, the other Twitter targets `ok`;
 - clean, congestion and lossy: never `throttled` (`inconclusive` is right when
-  the controls themselves are too slow to show anything).
+  the controls themselves are too slow to show anything);
+- the Twitter image is also fetched over HTTP/3 (QUIC), as is its control: under
+  the QUIC scenarios its QUIC fetch is `throttled` (quic-throttle-name, by the
+  name in the Initial; quic-throttle-ip, by address) or `blocked` (quic-block-name,
+  quic-block-ip: the probe reports the handshake timeout as generic_timeout_error),
+  and every TCP fetch `ok`; under the TCP-only throttlers the QUIC fetch is `ok`.
 
 One row per scenario, rate and target: verdict, trigger, rate_kbps, KB and
 seconds the probe spent on the target, and whether the cell is right. Exit status
@@ -37,11 +42,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 THROTTLERS = ("police", "shape", "shape-deep", "shared", "late", "collateral")
+QUIC = ("quic-throttle-name", "quic-throttle-ip", "quic-block-name", "quic-block-ip")
 NEUTRAL = ("clean", "congestion", "lossy")
 RATES = (64.0, 128.0, 256.0, 512.0, 1024.0)
 CURL_SCENARIOS = ("police", "shape")  # rate_kbps is held to curl's goodput under these
 TARGETS = ("lab-twitter-image", "lab-control-image", "lab-twitter-hls", "lab-control-hls",
            "lab-collateral-microsoft-image")
+H3_TARGETS = ("lab-twitter-image", "lab-control-image")  # also fetched over HTTP/3 (QUIC)
 # t.co's own name on an object large enough to show a rate (its lab page is 30 KB: a
 # policer's burst passes most of it, too little for a steady window).
 TCO_IMAGE = """
@@ -76,13 +83,21 @@ class Cell:
     right: bool
     explanation: str
     curl_kbps: float | None = None  # bulk download by curl through the same throttler
+    experiment: str = "target"  # target-h3: the fetch over HTTP/3 (QUIC)
 
 
 def expected(scenario: str, family: str, host: str, object_kb: float,
-             after_kb: float) -> set[str]:
-    """The verdicts that are right for a target of `family` and `host` under `scenario`."""
+             after_kb: float, experiment: str = "target") -> set[str]:
+    """The verdicts that are right for a target of `family` and `host` under `scenario`,
+    fetched over TCP (experiment `target`) or QUIC (`target-h3`)."""
     if scenario in NEUTRAL:
         return {"ok", "inconclusive"}
+    if scenario in QUIC:  # QUIC of Twitter alone: TCP and the controls run free
+        if experiment != "target-h3" or family != "twitter":
+            return {"ok"}
+        return {"blocked"} if "block" in scenario else {"throttled"}
+    if experiment == "target-h3":  # the other throttlers act on TCP only
+        return {"ok"}
     if scenario == "collateral":  # the early rule: the substring t.co anywhere in the name
         return {"throttled"} if "t.co" in host else {"ok"}
     if family != "twitter":
@@ -92,34 +107,37 @@ def expected(scenario: str, family: str, host: str, object_kb: float,
     return {"throttled"}
 
 
-def spent(folder: Path) -> dict[str, tuple[float, float]]:
-    """Per target: (KB on the wire, seconds of transfer) the probe spent on it."""
+def spent(folder: Path) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per target and experiment: (KB on the wire, seconds of transfer) the probe spent."""
     import analysis
 
     t = analysis.load([folder]).transfers
-    out: dict[str, tuple[float, float]] = {}
-    for target, g in t.groupby("target"):
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for (target, experiment), g in t.groupby(["target", "experiment"]):
         wire = g["wire_bytes"].fillna(g["bytes"]).sum()
-        out[str(target)] = (float(wire) / 1000, float(g["duration_s"].fillna(0).sum()))
+        out[(str(target), str(experiment))] = (float(wire) / 1000,
+                                               float(g["duration_s"].fillna(0).sum()))
     return out
 
 
 def judge_run(scenario: str, rate: float | None, folder: Path,
               sizes: dict[str, float], after_kb: float) -> list[Cell]:
-    """The cells of one run: every judged target (Twitter and collateral rows)."""
+    """The cells of one run: every judged target (Twitter and collateral rows), over TCP
+    and over QUIC."""
     from analysis.verdicts import verdicts
 
     costs = spent(folder)
     cells = []
     for row in verdicts([folder]).to_dict("records"):
-        if row["experiment"] != "target":
+        if row["experiment"] not in ("target", "target-h3"):
             continue
         ok = expected(scenario, row["family"], row["host"] or "",
-                      sizes.get(row["target"], 0.0), after_kb)
-        kb, seconds = costs.get(row["target"], (0.0, 0.0))
+                      sizes.get(row["target"], 0.0), after_kb, row["experiment"])
+        kb, seconds = costs.get((row["target"], row["experiment"]), (0.0, 0.0))
         cells.append(Cell(scenario, rate, row["target"], row["family"], row["verdict"],
                           row["trigger"], row["rate_kbps"], round(kb, 1), round(seconds, 1),
-                          "/".join(sorted(ok)), row["verdict"] in ok, row["explanation"]))
+                          "/".join(sorted(ok)), row["verdict"] in ok, row["explanation"],
+                          experiment=row["experiment"]))
     return cells
 
 
@@ -139,15 +157,17 @@ def curl_kbps(lab: object, rate_kbps: float, seconds: float = 10.0) -> float:
 def run_matrix(lab_dir: Path, out: Path, scenarios: Sequence[str], rates: Sequence[float],
                prefix: str = PREFIX) -> list[Cell]:
     """Bring a lab up, run the probe under every scenario and rate, return every cell;
-    under police and shape, the Twitter image's cell also holds curl's goodput."""
+    under police and shape, the Twitter image's cell (over TCP) also holds curl's goodput."""
     from probe.lab import running_lab
     from probe.lab import scenarios as zoo
-    from probe.lab.demo import probe_argv, write_targets
+    from probe.lab.demo import probe_argv
+    from probe.lab.targets import targets_toml
 
     cells: list[Cell] = []
     with running_lab(lab_dir, prefix) as lab:
-        targets = write_targets(out / "targets.toml", TARGETS)
-        targets.write_text(targets.read_text() + TCO_IMAGE)
+        targets = out / "targets.toml"
+        targets.parent.mkdir(parents=True, exist_ok=True)
+        targets.write_text(targets_toml(TARGETS, http3=H3_TARGETS) + TCO_IMAGE)
         for scenario in scenarios:
             for rate in (rates if scenario in zoo.RATE_SCENARIOS else (None,)):
                 lab.scenario(scenario, rate_kbps=rate or zoo.DEFAULT_RATE_KBPS)
@@ -163,7 +183,7 @@ def run_matrix(lab_dir: Path, out: Path, scenarios: Sequence[str], rates: Sequen
                 if scenario in CURL_SCENARIOS and rate:
                     reference = round(curl_kbps(lab, rate), 1)
                     for c in run:
-                        if c.target == "lab-twitter-image":
+                        if c.target == "lab-twitter-image" and c.experiment == "target":
                             c.curl_kbps = reference
                 cells += run
                 print(f"# {scenario} {rate or '-'}: {time.monotonic() - started:.0f} s",
@@ -176,7 +196,8 @@ def table(cells: Sequence[Cell]) -> str:
     head = ("| scenario | kbit/s | target | verdict | trigger | rate_kbps | curl kbit/s | KB "
             "| s | right |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = [f"| {c.scenario} | {'' if c.rate_kbps is None else f'{c.rate_kbps:g}'} | "
-            f"{c.target} | {c.verdict} | {c.trigger or ''} | "
+            f"{c.target}{' over QUIC' if c.experiment == 'target-h3' else ''} | "
+            f"{c.verdict} | {c.trigger or ''} | "
             f"{'' if c.measured_kbps is None else f'{c.measured_kbps:.0f}'} | "
             f"{'' if c.curl_kbps is None else f'{c.curl_kbps:.0f}'} | {c.kb:.0f} | "
             f"{c.seconds:.1f} | {'yes' if c.right else 'NO (' + c.expected + ')'} |"
@@ -184,20 +205,22 @@ def table(cells: Sequence[Cell]) -> str:
     return "\n".join([head, *rows])
 
 
-SHORT = {"lab-twitter-image": "pbs image", "lab-twitter-hls": "video (HLS)",
-         "matrix-twitter-tco-image": "t.co image",
-         "lab-collateral-microsoft-image": "www.microsoft.com image"}
+SHORT = {("lab-twitter-image", "target"): "pbs image",
+         ("lab-twitter-hls", "target"): "video (HLS)",
+         ("matrix-twitter-tco-image", "target"): "t.co image",
+         ("lab-collateral-microsoft-image", "target"): "www.microsoft.com image",
+         ("lab-twitter-image", "target-h3"): "pbs image over QUIC"}
 
 
 def compact(cells: Sequence[Cell]) -> str:
     """One row per scenario and rate, one column per judged target: verdict, then for a
     throttled target its rate_kbps, KB and seconds spent (the README's table)."""
-    names = [n for n in SHORT if any(c.target == n for c in cells)]
+    names = [n for n in SHORT if any((c.target, c.experiment) == n for c in cells)]
     head = ("| scenario | kbit/s | " + " | ".join(SHORT[n] for n in names) + " |\n"
             "| --- | --- |" + " --- |" * len(names))
     rows = []
     for key in dict.fromkeys((c.scenario, c.rate_kbps) for c in cells):
-        by = {c.target: c for c in cells if (c.scenario, c.rate_kbps) == key}
+        by = {(c.target, c.experiment): c for c in cells if (c.scenario, c.rate_kbps) == key}
         out = []
         for n in names:
             c = by.get(n)
@@ -218,8 +241,8 @@ def compact(cells: Sequence[Cell]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", action="append",
-                        help="repeatable; default: the zoo's throttlers, then clean, "
-                             "congestion and lossy")
+                        help="repeatable; default: the zoo's throttlers, the QUIC scenarios, "
+                             "then clean, congestion and lossy")
     parser.add_argument("--rate", action="append", type=float,
                         help="kbit/s, repeatable; default: 64 128 256 512 1024")
     parser.add_argument("--out", type=Path, help="keep the result folders here")
@@ -239,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out.resolve() if args.out else Path(tmp) / "results"
-        cells = run_matrix(Path(tmp) / "lab", out, args.scenario or (*THROTTLERS, *NEUTRAL),
+        cells = run_matrix(Path(tmp) / "lab", out, args.scenario or (*THROTTLERS, *QUIC, *NEUTRAL),
                            args.rate or RATES, args.prefix)
     print(table(cells) + "\n\n" + compact(cells))
     wrong = [c for c in cells if not c.right]

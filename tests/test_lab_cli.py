@@ -84,3 +84,23 @@ def test_a_service_without_lab_hosts_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(lab, ["scenario", "sni-throttle", "--service", "facebook",
                                       "--dir", str(tmp_path)])
     assert result.exit_code == 2 and "--service" in result.output, result.output
+
+
+def test_quic_scenarios_leave_tcp_alone_and_key_on_the_services() -> None:
+    from probe.lab.scenarios import QUIC_QUEUE, QUIC_SCENARIOS, plan
+
+    for name in QUIC_SCENARIOS:
+        p = plan(name, 512, "192.0.2.6", services=("youtube",))
+        rules = [r for r in p.iptables.splitlines() if r.startswith("-A")]
+        assert rules and "-p tcp" not in p.iptables and "--string" not in p.iptables, name
+        if name.endswith("-name"):  # the classifier decides, the kernel keeps its mark
+            assert "ytimg.com" in p.quic_domains and "twimg.com" not in p.quic_domains
+            assert (f"-p udp --dport 443 -m connmark --mark 0x0 -m connbytes --connbytes 0:4 "
+                    f"--connbytes-dir original --connbytes-mode packets -j NFQUEUE --queue-num "
+                    f"{QUIC_QUEUE} --queue-bypass") in p.iptables
+        else:
+            assert not p.quic_domains and "203.0.113.20 --dport 443" in p.iptables
+            assert "203.0.113.10" not in p.iptables  # a Twitter host: not YouTube's
+        throttle = name.startswith("quic-throttle")
+        assert ("-j DROP" in p.iptables) != throttle, name
+        assert any("rate 512kbit ceil" in line for line in p.tc) == throttle, name

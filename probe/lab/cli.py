@@ -88,8 +88,9 @@ def up(lab: Lab) -> None:
 @click.option("--service", "services", multiple=True,
               type=click.Choice(scenarios.lab_services()),
               help="Whose names the SNI-keyed scenarios (sni-throttle, rst-block, blackhole, "
-                   "the zoo) act on; repeatable [default: twitter]. youtube: the lab's "
-                   "i.ytimg.com, www.youtube.com and googlevideo.com playback host.")
+                   "the zoo) and the quic-* scenarios (names, or those names' hosts) act on; "
+                   "repeatable [default: twitter]. youtube: the lab's i.ytimg.com, "
+                   "www.youtube.com and googlevideo.com playback host.")
 @_lab_options
 def scenario(lab: Lab, name: str, rate: float, hop: int, link_rate: float | None,
              burst_kb: float | None, buffer_ms: float | None, after_kb: float | None,
@@ -98,7 +99,11 @@ def scenario(lab: Lab, name: str, rate: float, hop: int, link_rate: float | None
 
     sni-throttle, rst-block, blackhole and the throttler zoo (police, shape, shape-deep,
     shared, late) act on TLS flows whose ClientHello names Twitter (or the --service
-    given); lossy drops packets of every flow at random."""
+    given); lossy drops packets of every flow at random. The quic-* scenarios act on
+    QUIC (UDP 443) only: quic-throttle-name and quic-block-name on flows whose Initial
+    names the service (a classifier decrypts it, from an NFQUEUE), quic-throttle-ip and
+    quic-block-ip on UDP 443 to the service's hosts; -throttle polices at --rate as
+    sni-throttle does, -block drops."""
     tuning = scenarios.Tuning(burst_kb=burst_kb, buffer_ms=buffer_ms, after_kb=after_kb,
                     loss_pct=loss_pct)
     state = lab.scenario(name, rate_kbps=rate, hop=hop, link_kbps=link_rate, tuning=tuning,
@@ -146,7 +151,7 @@ def status(lab: Lab, as_json: bool) -> None:
     click.echo(f"lab {'up' if st['up'] else 'down'} ({st['dir']}, prefix {st['prefix']})")
     click.echo(f"namespaces: {' '.join(st['namespaces']) or '-'}")
     for p in st["processes"]:
-        click.echo(f"  {p['name']:<11} pid {p['pid']:<7} {p['ns']:<12} "
+        click.echo(f"  {p['name']:<15} pid {p['pid']:<7} {p['ns']:<12} "
                    f"{'alive' if p['alive'] else 'DEAD'}")
     if st["scenario"]:
         click.echo(f"scenario: {_describe(st['scenario'])}")

@@ -135,7 +135,7 @@ class Lab:
                   "rate_kbps": float(rate_kbps) if name in scenarios.RATE_SCENARIOS else None,
                   **knobs}
         )
-        if name in scenarios.SNI_SCENARIOS:
+        if name in scenarios.SERVICE_SCENARIOS:
             state["scenario"]["services"] = list(services)
         if link_kbps is not None:
             state["scenario"].update(link_kbps=float(link_kbps), link_hop=link_hop,
@@ -154,6 +154,14 @@ class Lab:
             listen = f"{west}:{topology.MITM_PORT}"
             self._start(state, "mitm", router, self._serve_argv([listen], "mitm"),
                         tcp={listen}, scenario=True)
+        if plan.quic_domains:
+            argv = [sys.executable, "-m", "probe.lab.quic_classifier",
+                    "--queue", str(scenarios.QUIC_QUEUE), "--mark", scenarios.MARK,
+                    "--exempt", scenarios.EXEMPT]
+            for domain in plan.quic_domains:
+                argv += ["--domain", domain]
+            self._start(state, "quic-classifier", router, argv, queue=scenarios.QUIC_QUEUE,
+                        scenario=True)
 
     def exec(
         self, cmd: Sequence[str], timeout: float | None = None, capture: bool = True,
@@ -369,9 +377,10 @@ class Lab:
 
     def _start(
         self, state: dict, name: str, ns: str, argv: list[str], tcp: Collection[str] = (),
-        udp: Collection[str] = (), scenario: bool = False,
+        udp: Collection[str] = (), queue: int | None = None, scenario: bool = False,
     ) -> None:
-        """Spawn a server, record it in the state at once, then wait until it listens."""
+        """Spawn a server, record it in the state at once, then wait until it listens
+        (on `tcp`, `udp` addresses, or bound to NFQUEUE `queue`)."""
         logs = self.dir / "logs"
         if "probe.server" in argv:
             argv = [*argv, "--log", str(logs / f"{name}.jsonl")]
@@ -386,6 +395,8 @@ class Lab:
             system.wait_listening(ns, "tcp", set(tcp), pid, out)
         if udp:
             system.wait_listening(ns, "udp", set(udp), pid, out)
+        if queue is not None:
+            system.wait_queue_bound(ns, queue, pid, out)
 
     def _clear_scenario(self, state: dict) -> None:
         """Remove rules, qdiscs and scenario processes from every router; state says clean."""

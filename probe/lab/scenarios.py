@@ -29,6 +29,11 @@ How the 2021 throttler is reproduced:
 - A link rate (`--link-rate`) is the same shaper on another router, the access
   link: any scenario then runs on a network of that speed, so a throttle can be
   set relative to it (a 3x slowdown: `--rate 1000 --link-rate 3000`).
+- QUIC (UDP 443) is throttled or dropped apart from TCP, as in 2024 when YouTube ran
+  at ~128 kbit/s over TCP but ~512 kbit/s over QUIC: by the service's addresses
+  (kernel rules alone), or by the name in the client's Initial, which must be
+  decrypted first, so the router queues a flow's first packets (NFQUEUE) to a
+  user-space classifier (quic_classifier.py) whose verdict mark CONNMARK keeps.
 """
 
 from __future__ import annotations
@@ -41,15 +46,20 @@ from probe.names import SERVICES
 from . import topology
 
 ZOO = ("police", "shape", "shape-deep", "shared", "late", "lossy")
+# QUIC only (UDP 443): by the name in the Initial (the classifier) or by the service's
+# addresses, throttled (the sni-throttle policer) or dropped.
+QUIC_SCENARIOS = ("quic-throttle-name", "quic-throttle-ip", "quic-block-name", "quic-block-ip")
 SCENARIOS = (
     "clean", "sni-throttle", "collateral", "ip-throttle", "upload-throttle", "congestion",
-    "rst-block", "blackhole", "dns-poison", "tls-mitm", *ZOO,
+    "rst-block", "blackhole", "dns-poison", "tls-mitm", *ZOO, *QUIC_SCENARIOS,
 )
 # The scenarios whose trigger is a name in the ClientHello (`services` chooses whose).
 SNI_SCENARIOS = ("sni-throttle", "rst-block", "blackhole", "police", "shape", "shape-deep",
                  "shared", "late")
+SERVICE_SCENARIOS = (*SNI_SCENARIOS, *QUIC_SCENARIOS)  # the ones `services` acts on
 RATE_SCENARIOS = ("sni-throttle", "collateral", "ip-throttle", "upload-throttle", "congestion",
-                  "police", "shape", "shape-deep", "shared", "late")
+                  "police", "shape", "shape-deep", "shared", "late", "quic-throttle-name",
+                  "quic-throttle-ip")
 DEFAULT_RATE_KBPS = 130.0
 DEFAULT_BURST_KB = 16.0  # police: token bucket depth (the 2021 device let ~16 KB through)
 DEFAULT_BUFFER_MS = {"shape": 1000.0, "shape-deep": 10_000.0, "shared": 1000.0,
@@ -73,6 +83,8 @@ CLIENT_HELLO = (
 NON_TLS_PACKET_BYTES = 141  # IP packet length: ~100 payload bytes after 40 bytes of headers
 THROTTLED_CLASS = "1:10"
 SLOT_MARK = 0x40  # + k: a marked flow holding per-flow shaper k
+QUIC_QUEUE = 1  # the NFQUEUE of the QUIC classifier (queues are per namespace)
+QUIC_INSPECT_PACKETS = 4  # client packets of a UDP/443 flow queued until a mark is saved
 
 
 @dataclass
@@ -83,6 +95,7 @@ class Plan:
     tc: list[str] = field(default_factory=list)  # `tc -batch` lines
     poison_dns: bool = False  # run a poisoning DNS server on the router's west address
     mitm: bool = False  # run a foreign-CA TLS server on the router's west address
+    quic_domains: tuple[str, ...] = ()  # run the QUIC classifier watching these domains
 
 
 @dataclass(frozen=True)
@@ -277,13 +290,51 @@ def zoo_plan(name: str, rate_kbps: float, tuning: Tuning,
     return Plan(ruleset(mangle=[*marks, *pre, *post]), tc)
 
 
+def quic_name_rules() -> list[str]:
+    """Mangle rules that queue the first client packets of each UDP/443 flow not yet
+    decided to the classifier and save the nfmark of its verdict as the flow's connmark
+    (in FORWARD: a queued packet that is accepted skips the rest of PREROUTING)."""
+    return [
+        f"-A PREROUTING -p udp --dport 443 -m connmark --mark 0x0 -m connbytes --connbytes "
+        f"0:{QUIC_INSPECT_PACKETS} --connbytes-dir original --connbytes-mode packets "
+        f"-j NFQUEUE --queue-num {QUIC_QUEUE} --queue-bypass",
+        *(f"-A FORWARD -m mark --mark {m} -j CONNMARK --set-mark {m}" for m in (MARK, EXEMPT)),
+    ]
+
+
+def quic_plan(name: str, rate_kbps: float, services: Sequence[str]) -> Plan:
+    """QUIC of `services` throttled (the sni-throttle policer, each direction) or dropped,
+    chosen by the name in the Initial (the classifier's mark) or by the addresses of
+    the services' hosts; TCP and other UDP pass untouched."""
+    throttle = name.startswith("quic-throttle")
+    if name.endswith("-name"):
+        domains = tuple(d for s in services for d in SERVICES[s])
+        mangle = quic_name_rules()
+        if throttle:
+            mangle.append(f"-A POSTROUTING -m connmark --mark {MARK} "
+                          f"-j CLASSIFY --set-class {THROTTLED_CLASS}")
+            return Plan(ruleset(mangle=mangle), police("west", rate_kbps)
+                        + police("east", rate_kbps), quic_domains=domains)
+        return Plan(ruleset(mangle=mangle, filter_=[f"-A FORWARD -m connmark --mark {MARK} "
+                                                    "-j DROP"]), quic_domains=domains)
+    udp = [f"-p udp {side} {h.address} {port} 443" for h in topology.HOSTS
+           if h.family in services for side, port in (("-d", "--dport"), ("-s", "--sport"))]
+    if throttle:
+        classify = [f"-A POSTROUTING {m} -j CLASSIFY --set-class {THROTTLED_CLASS}" for m in udp]
+        return Plan(ruleset(mangle=classify),
+                    police("west", rate_kbps) + police("east", rate_kbps))
+    return Plan(ruleset(filter_=[f"-A FORWARD {m} -j DROP" for m in udp]))
+
+
 def plan(name: str, rate_kbps: float, router_west: str, tuning: Tuning | None = None,
          services: Sequence[str] = ("twitter",)) -> Plan:
     """The kernel configuration of scenario `name` for a router whose west address is given;
-    the scenarios keyed on the SNI (sni-throttle, rst-block, blackhole, the zoo) act on the
-    names of `services`."""
+    the scenarios keyed on the SNI (sni-throttle, rst-block, blackhole, the zoo) and the
+    QUIC ones act on the names (or the hosts) of `services`."""
     if name in ZOO:
         return zoo_plan(name, rate_kbps, tuning or Tuning(), services)
+    if name in QUIC_SCENARIOS:
+        return quic_plan(name, rate_kbps, services)
     classify = f"-A POSTROUTING -m connmark --mark {MARK} -j CLASSIFY --set-class {THROTTLED_CLASS}"
     both = police("west", rate_kbps) + police("east", rate_kbps)
     if name == "clean":

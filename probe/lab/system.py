@@ -175,6 +175,23 @@ def wait_listening(
         time.sleep(0.05)
 
 
+def queues_bound(ns: str) -> set[int]:
+    """NFQUEUE numbers a process has bound in a namespace (the kernel's own list)."""
+    out = ns_run(ns, ["cat", "/proc/net/netfilter/nfnetlink_queue"], check=False)
+    return {int(line.split()[0]) for line in out.splitlines() if line.split()}
+
+
+def wait_queue_bound(ns: str, queue: int, pid: int, log: Path, timeout: float = 20.0) -> None:
+    """Wait until NFQUEUE `queue` is bound (packets queued before that bypass it)."""
+    deadline = time.monotonic() + timeout
+    while queue not in queues_bound(ns):
+        if not alive(pid):
+            raise LabError(f"process {pid} in {ns} exited; log {log}:\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise LabError(f"{ns}: NFQUEUE {queue} not bound after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

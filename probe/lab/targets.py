@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import media, topology
 
@@ -27,6 +27,7 @@ class LabTarget:
     sni: str | None = None
     connect_to: str | None = None
     comment: str = ""
+    http3: bool = False  # also fetched over HTTP/3 (QUIC)
 
 
 def _size(path: str) -> int:
@@ -116,13 +117,15 @@ def youtube_pack_toml() -> str:
     return "\n".join(head + _render(youtube_targets())) + "\n"
 
 
-def targets_toml(names: Collection[str] | None = None) -> str:
-    """The TOML text of targets/lab.toml; with `names`, only those targets (in file order).
+def targets_toml(names: Collection[str] | None = None, http3: Collection[str] = ()) -> str:
+    """The TOML text of targets/lab.toml; with `names`, only those targets (in file order);
+    those in `http3` are also fetched over HTTP/3 (QUIC), for the lab's QUIC scenarios.
 
     A subset keeps lab runs short (tests, `make demo`); every `pair` must be in it.
     """
     chosen = [t for t in lab_targets() if names is None or t.name in names]
-    missing = set(names or ()) - {t.name for t in chosen}
+    chosen = [replace(t, http3=t.name in http3) for t in chosen]
+    missing = (set(names or ()) | set(http3)) - {t.name for t in chosen}
     unpaired = {t.pair for t in chosen if t.pair} - {t.name for t in chosen}
     if missing or unpaired:
         raise ValueError(f"unknown lab targets {sorted(missing)}, or pairs left out "
@@ -156,6 +159,8 @@ def _render(chosen: list[LabTarget]) -> list[str]:
             value = getattr(t, key)
             if value is not None:
                 out.append(f'{key} = "{value}"')
+        if t.http3:
+            out.append("http3 = true")
     return out
 
 
