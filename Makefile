@@ -34,7 +34,7 @@ lint: install  ## style, and the import layers of pyproject.toml
 bench: install  ## performance figures quoted in the README
 	$(BIN)/python bench/run_all.py
 
-matrix: install  ## (root, ~15 min) the probe under every throttler of the lab's zoo, judged
+matrix: install  ## (root, ~16 min) the probe under every throttler of the lab's zoo, judged
 	$(BIN)/python bench/verdict_matrix.py
 
 demo: install  ## bring the lab up, run the probe under a few scenarios, keep the results

@@ -1,5 +1,6 @@
-"""`make bench`: run every bench/bench_*.py, then bench/collector_throughput.py and
-bench/dataset_scale.py (at its small default size), in turn and show what each measured.
+"""`make bench`: run every bench/bench_*.py, then bench/collector_throughput.py,
+bench/dataset_scale.py and bench/ingest_workers.py (at their small default sizes), in
+turn and show what each measured.
 
 Benchmarks print their own figures; this runner only sequences them so they
 never compete for the CPU, and fails if any of them fails.
@@ -16,7 +17,7 @@ def main() -> int:
     here = Path(__file__).resolve().parent
     failed = []
     for script in [*sorted(here.glob("bench_*.py")), here / "collector_throughput.py",
-                   here / "dataset_scale.py"]:
+                   here / "dataset_scale.py", here / "ingest_workers.py"]:
         print(f"\n== {script.name} ==", flush=True)
         if subprocess.run([sys.executable, str(script)], cwd=here.parent).returncode != 0:
             failed.append(script.name)

@@ -1,10 +1,12 @@
-"""Every throttled Twitter target gets a trigger (`sni` or `ip`) when `--server` is given.
+"""Every throttled Twitter target gets a trigger (`sni` or `ip`) when `--server` is given,
+over TCP and over QUIC.
 
 The `sni` experiment tries the name of each Twitter target of the run (here the
 image's pbs.twimg.com, the video's video.twimg.com and t.co) and `t.co` for the
 collateral reddit page, so no throttled target is left `unknown` for want of its
 own name. `probe run` runs in the lab's client namespace; one lab for the module,
-own prefix, always torn down.
+own prefix, always torn down. Over QUIC, `sni-h3` sends the names over HTTP/3: a
+throttle on the name in the QUIC Initial is `sni`, one on the addresses `ip`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from analysis.verdicts import verdicts
 from probe.lab import Lab, running_lab
 from probe.lab.demo import run_probe, write_targets
+from probe.lab.targets import targets_toml
 from tests.conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.lab, pytest.mark.timeout(240)]
@@ -35,6 +38,7 @@ EXPECTED = {
     "sni-throttle": ({IMAGE, VIDEO, TCO}, "sni"),
     "collateral": ({TCO, REDDIT}, "sni"),
 }
+QUIC_EXPECTED = {"quic-throttle-name": "sni", "quic-throttle-ip": "ip"}
 # The Twitter names each scenario slows on the measurement server.
 SLOW_NAMES = {
     "ip-throttle": set(),
@@ -76,3 +80,24 @@ def test_each_throttled_target_gets_its_trigger(lab: Lab, tmp_path: Path, scenar
         assert v.loc[target, "trigger"] == trigger, v.loc[target, "explanation"]
     if scenario == "collateral":  # reddit's own name is not Twitter's: t.co tells
         assert "t.co to a neutral server was slow" in v.loc[REDDIT, "explanation"]
+
+
+@pytest.mark.parametrize("scenario", sorted(QUIC_EXPECTED))
+def test_a_quic_throttle_gets_its_trigger_over_quic(lab: Lab, tmp_path: Path,
+                                                    scenario: str) -> None:
+    lab.scenario(scenario, rate_kbps=RATE)
+    pair = (IMAGE, "lab-control-image")
+    targets = tmp_path / "targets.toml"
+    targets.write_text(targets_toml(pair, http3=pair))
+    server = f"https://{lab.state['measure']['name']}:{lab.state['measure']['port']}"
+    folder = run_probe(lab, targets, tmp_path / "out", max_seconds=MAX_SECONDS,
+                       extra=["--server", server, "--experiments", "sni-h3"])
+
+    v = verdicts([folder])
+    print(v[["target", "experiment", "verdict", "trigger", "rate_kbps", "control_rate_kbps",
+             "explanation"]].to_string())
+    image = v[v["target"] == IMAGE].set_index("experiment")
+    assert image.loc["target", "verdict"] == "ok"  # the same image over TCP is untouched
+    assert image.loc["target-h3", "verdict"] == "throttled"
+    assert image.loc["target-h3", "trigger"] == QUIC_EXPECTED[scenario], \
+        image.loc["target-h3", "explanation"]
