@@ -1,11 +1,12 @@
-"""Verdicts across runs and volunteers: per network and day, how often and how hard.
+"""Verdicts across runs and volunteers: per network, day and service, how often and how hard.
 
 The network is the run's ASN when run.json carries one (`asn`), else its
 `--label`, else "unlabelled": volunteers on the same ISP pool their runs.
 Only service targets (families `twitter`, `youtube`, `facebook`: probe.names)
 of the main experiment count (differential experiments answer "why", not "how
-often"; collateral `control-tco` targets answer "what else is hit"). Runs of
-several packs pool their services here; their verdicts keep them apart.
+often"; collateral `control-tco` targets answer "what else is hit"). Each
+service (its family) is counted apart: a network that slows Twitter and not
+YouTube is 100 % and 0 %, not 50 %.
 `share_throttled` is throttled / (ok + throttled): inconclusive and failed
 verdicts are counted but not in the share, so a day of broken networks does
 not read as a day without throttling.
@@ -21,8 +22,8 @@ from probe.names import SERVICES
 
 from .load import Results
 
-COLUMNS = ["network", "day", "runs", "targets", "throttled", "ok", "inconclusive", "failed",
-           "share_throttled", "median_throttled_kbps"]
+COLUMNS = ["network", "day", "service", "runs", "targets", "throttled", "ok", "inconclusive",
+           "failed", "share_throttled", "median_throttled_kbps"]
 FAILED = ("blocked", "dns-tampered", "tls-tampered")
 
 
@@ -46,22 +47,22 @@ def networks(runs: pd.DataFrame) -> pd.DataFrame:
 
 def main_rows(verdict_rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """The verdicts that count (service targets of the main experiment), each with its
-    run's network and day."""
+    run's network and day, and its service (the target's family)."""
     mine = ((verdict_rows["experiment"] == "target")
             & verdict_rows["family"].isin(list(SERVICES)))
     # a dataset's rows may carry their network already: the runs' meta is the one key
     v = verdict_rows.loc[mine].drop(columns=["network", "day"], errors="ignore")
-    return v.merge(networks(runs), on="run_id")
+    return v.merge(networks(runs), on="run_id").assign(service=lambda d: d["family"])
 
 
 def aggregate(verdict_rows: pd.DataFrame, results: Results | pd.DataFrame) -> pd.DataFrame:
-    """One row per (network, UTC day) from `verdicts()` rows and the runs they came from
-    (`results` or its `runs` table)."""
+    """One row per (network, UTC day, service) from `verdicts()` rows and the runs they
+    came from (`results` or its `runs` table)."""
     runs = results if isinstance(results, pd.DataFrame) else results.runs
     if not len(verdict_rows) or not len(runs):
         return pd.DataFrame(columns=COLUMNS)
     v = main_rows(verdict_rows, runs)
-    key = [v["network"], v["day"]]
+    key = [v["network"], v["day"], v["service"]]
     verdict = v["verdict"]
     counts = pd.DataFrame({"throttled": verdict.eq("throttled"), "ok": verdict.eq("ok"),
                            "inconclusive": verdict.eq("inconclusive"),
@@ -72,8 +73,8 @@ def aggregate(verdict_rows: pd.DataFrame, results: Results | pd.DataFrame) -> pd
     counts["share_throttled"] = (counts["throttled"] / judged).where(judged > 0)
     hit = verdict.eq("throttled")
     counts["median_throttled_kbps"] = v.loc[hit, "rate_kbps"].groupby(
-        [v.loc[hit, "network"], v.loc[hit, "day"]]).median()
-    return counts.rename_axis(["network", "day"]).reset_index()[COLUMNS]
+        [v.loc[hit, "network"], v.loc[hit, "day"], v.loc[hit, "service"]]).median()
+    return counts.rename_axis(["network", "day", "service"]).reset_index()[COLUMNS]
 
 
 def with_intervals(table: pd.DataFrame) -> pd.DataFrame:

@@ -216,7 +216,8 @@ def report(folders: tuple[Path, ...], out: Path, collection: bool,
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="table for people, csv or json for programs.")
 def aggregate(folders: tuple[Path, ...], fmt: str) -> None:
-    """Per network (ASN, else run label) and day: runs, share throttled, median throttled rate.
+    """Per network (ASN, else run label), day and service: runs, share throttled, median
+    throttled rate (each service counted apart).
 
     Malformed lines are skipped, named and counted as for `verdicts`.
     """

@@ -185,8 +185,9 @@ ACROSS_HELP = ("Targets fetched over both TCP and QUIC (HTTP/3) whose two verdic
                "(in 2024 YouTube was slowed to ~128 kbit/s over TCP, ~512 over QUIC).")
 
 
-CAMPAIGN_HELP = ("Twitter targets of the main experiment, per network (the run's ASN, else "
-                 "its label) and UTC day. runs: runs behind the figures; judged: targets "
+CAMPAIGN_HELP = ("Service targets of the main experiment, per network (the run's ASN, "
+                 "else its label), UTC day and service (twitter, youtube, ...). runs: runs "
+                 "behind the figures; judged: targets "
                  "found ok or throttled (inconclusive and failed ones are left out of the "
                  "share); share_throttled: throttled / judged, with its 95 % Wilson "
                  "interval (ci_low-ci_high: wide when few runs stand behind it); the median "

@@ -112,10 +112,19 @@ class Collection:
     worth_a_look: pd.DataFrame
 
 
+def _per_service(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` whose series are per network and service: the network's name with the
+    service's (a network slowing Twitter and not YouTube shows two lines, not a mean)."""
+    return df.assign(network=df["network"].astype(str) + " " + df["service"].astype(str))
+
+
 def collect(verdict_rows: pd.DataFrame, runs: pd.DataFrame) -> Collection:
-    """Everything the page shows, from verdict rows and the runs they came from."""
+    """Everything the page shows, from verdict rows and the runs they came from; with
+    several services measured, each network's figures are per service."""
     days = with_intervals(aggregate(verdict_rows, runs))
     v = main_rows(verdict_rows, runs) if len(verdict_rows) and len(runs) else None
+    if v is not None and v["service"].nunique() > 1:
+        days, v = _per_service(days), _per_service(v)
     dated = days[days["day"] != "unknown"]["day"]
     span = (dated.min(), dated.max()) if len(dated) else None
     if v is None or not len(v):

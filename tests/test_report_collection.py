@@ -160,3 +160,21 @@ def test_the_page_stays_small_for_10000_runs(tmp_path: Path) -> None:
     assert f"Showing the first {MAX_DAY_ROWS} of " in md
     assert "9" * NAME_CHARS not in md and "10000 run(s) on 121 network(s)" in md
     assert "→" in md  # the throttled networks' switch is found
+
+
+def test_each_service_is_counted_apart() -> None:
+    """A network that slows YouTube and not Twitter is 100 % and 0 %, not 50 %."""
+    runs = pd.DataFrame({"run_id": ["r1", "r2"], "asn": ["AS100", "AS100"],
+                         "label": [None, None],
+                         "start": pd.to_datetime(["2024-07-20T10:00Z", "2024-07-20T11:00Z"],
+                                                 utc=True)})
+    rows = pd.DataFrame([{"run_id": run, "experiment": "target", "family": family,
+                          "verdict": verdict, "rate_kbps": rate}
+                         for run in ("r1", "r2")
+                         for family, verdict, rate in (("twitter", "ok", 5000.0),
+                                                       ("youtube", "throttled", 128.0))])
+    a = aggregate(rows, runs).set_index("service")
+    assert sorted(a.index) == ["twitter", "youtube"] and set(a["network"]) == {"AS100"}
+    assert a.loc["youtube", "share_throttled"] == 1.0 and a.loc["youtube", "runs"] == 2
+    assert a.loc["youtube", "median_throttled_kbps"] == 128.0
+    assert a.loc["twitter", "share_throttled"] == 0.0

@@ -84,7 +84,7 @@ def test_report_from_the_dataset_is_the_folders_report(runs: Path, dataset: Path
     section, rest = rest[:rest.index("## Verdicts")], rest[rest.index("## Verdicts"):]
     assert sorted((before + rest).splitlines()) == sorted(b.splitlines())
     assert "1 malformed line(s)" in a
-    assert "| AS12389 | 2021-03-12 | 2 | 3 | 3 | 1 | 0.439 | 1 | 139 |" in section
+    assert "| AS12389 | 2021-03-12 | twitter | 2 | 3 | 3 | 1 | 0.439 | 1 | 139 |" in section
 
 
 def test_a_campaign_report_stays_small(dataset: Path, tmp_path: Path, monkeypatch) -> None:

@@ -111,14 +111,15 @@ def aggregate(ds: Dataset) -> pd.DataFrame:
         return pd.DataFrame(columns=AGGREGATE_COLUMNS)
     count = "count(*) FILTER (WHERE verdict = '{}')"
     sql = f"""
-        SELECT network, day, count(DISTINCT run_id) AS runs, count(*) AS targets,
+        SELECT network, day, family AS service, count(DISTINCT run_id) AS runs,
+               count(*) AS targets,
                {count.format('throttled')} AS throttled, {count.format('ok')} AS ok,
                {count.format('inconclusive')} AS inconclusive,
                count(*) FILTER (WHERE verdict IN {FAILED}) AS failed,
                median(rate_kbps) FILTER (WHERE verdict = 'throttled') AS median_throttled_kbps
         FROM {_SCAN}
         WHERE experiment = 'target' AND family IN {_SERVICE_FAMILIES} AND network IS NOT NULL
-        GROUP BY network, day ORDER BY network, day"""
+        GROUP BY network, day, family ORDER BY network, day, service"""
     df = connect().execute(sql, {"files": files}).df()
     judged = df["throttled"] + df["ok"]
     df["share_throttled"] = (df["throttled"] / judged).where(judged > 0)
@@ -131,13 +132,13 @@ def skipped(ds: Dataset, batches: Iterable[Batch] | None = None) -> list[Skip]:
     return [Skip(Path(p), int(n), str(why)) for p, n, why in df.itertuples(index=False)]
 
 
-CAMPAIGN_COLUMNS = ["network", "day", "runs", "judged", "throttled", "share_throttled",
+CAMPAIGN_COLUMNS = ["network", "day", "service", "runs", "judged", "throttled", "share_throttled",
                     "ci_low", "ci_high", "median_throttled_kbps"]
 Z95 = 1.959964
 
 
 def campaign(ds: Dataset) -> pd.DataFrame:
-    """Per network and day, over service targets of the main experiment: the runs behind
+    """Per network, day and service, over service targets of the main experiment: the runs behind
     the figures, targets judged ok or throttled, the throttled share with its 95 % Wilson
     interval (honest for a handful of runs, unlike share +- 2 standard errors), and the
     median throttled rate."""
@@ -145,13 +146,13 @@ def campaign(ds: Dataset) -> pd.DataFrame:
     if not files:
         return pd.DataFrame(columns=CAMPAIGN_COLUMNS)
     sql = f"""
-        SELECT network, day, count(DISTINCT run_id) AS runs,
+        SELECT network, day, family AS service, count(DISTINCT run_id) AS runs,
                count(*) FILTER (WHERE verdict IN ('ok', 'throttled')) AS judged,
                count(*) FILTER (WHERE verdict = 'throttled') AS throttled,
                median(rate_kbps) FILTER (WHERE verdict = 'throttled') AS median_throttled_kbps
         FROM {_SCAN}
         WHERE experiment = 'target' AND family IN {_SERVICE_FAMILIES} AND network IS NOT NULL
-        GROUP BY network, day ORDER BY network, day"""
+        GROUP BY network, day, family ORDER BY network, day, service"""
     df = connect().execute(sql, {"files": files}).df()
     n = df["judged"].astype(float)
     share = (df["throttled"] / n).where(n > 0)
