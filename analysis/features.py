@@ -48,6 +48,14 @@ class _Rep:
     peak: float | None = None  # kbit/s of its fastest steady second (90th percentile)
     note: str | None = None  # a step that could not be computed, and why
     transport: str = "tcp"  # tcp | quic (HTTP/3)
+    offers_h3: bool | None = None  # its main transfer's answer offered HTTP/3 (Alt-Svc)
+
+
+def _flag(cell: object) -> bool | None:
+    """A bool column's cell (True, "true", ...), None when empty or missing."""
+    if cell is None or (not isinstance(cell, str) and pd.isna(cell)):
+        return None
+    return cell is True or str(cell).lower() == "true"
 
 
 def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
@@ -160,6 +168,7 @@ def _reps(r: Results) -> list[_Rep]:
             rep.stage = _stage(m, dns(mid), tcp(mid), tls(mid), rep.transport == "quic")
         if main is not None and not pd.isna(main["status_code"]):
             rep.status = int(main["status_code"])
+            rep.offers_h3 = _flag(main.get("alt_svc_h3"))
         if main is not None and main["bytes"] >= MIN_BYTES:
             s = samples.get(main["transfer_id"])
             _rate_into(rep, main, s, tcpinfo.get(main["transfer_id"], []))

@@ -433,6 +433,18 @@ def _why_throttled(experiment: str, v: Verdict, subject: list[_Rep], run: list[_
     return "sni", f"only the {service} name differs from its baseline"
 
 
+def _unless_h3_was_offered(v: Verdict, tcp: list[_Rep]) -> None:
+    """A QUIC fetch that failed is no block where the server, asked over TCP, did not
+    offer HTTP/3 (no Alt-Svc h3 in its answers): many servers never answer QUIC at all,
+    and a device that blocks QUIC cannot strip the header from a TLS answer."""
+    offered = [r.offers_h3 for r in tcp if r.offers_h3 is not None]
+    if offered and not any(offered):
+        v.verdict = "inconclusive"
+        v.explanation = (v.explanation.rstrip(".") + ", but the server did not offer HTTP/3 "
+                         "over TCP (no Alt-Svc h3 in its answer): it need not answer QUIC, so "
+                         "this is no sign of blocking.")
+
+
 def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
                  seed: int = 0) -> list[Verdict]:
     """Verdicts of one run's measurements; `pairs` maps a target name to its control's."""
@@ -456,6 +468,8 @@ def run_verdicts(reps: list[_Rep], pairs: dict[str, str | None], run_id: str,
             v.explanation = (f"slower over QUIC than over TCP ({v.rate_kbps:,.0f} vs "
                              f"{v.control_rate_kbps or 0:,.0f} kbit/s), but too fast for a "
                              "throttle: the QUIC stack's own speed.")
+        if experiment == "target-h3" and v.verdict == "blocked":
+            _unless_h3_was_offered(v, groups.get(("target", target, _direction), []))
         if v.verdict == "throttled":
             v.trigger, why = _why_throttled(experiment, v, subject, reps, seed)
             v.explanation = v.explanation.rstrip(".") + f"; trigger {v.trigger}: {why}."

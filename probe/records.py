@@ -368,7 +368,7 @@ class Transfer(Record):
                  "direction", "method",
                  "status_code", "bytes", "wire_bytes", "duration_s", "ttfb_ms", "goodput_kbps",
                  "stopped_by", "failure", "connection_reused", "rtt_ms", "retransmits",
-                 "samples")
+                 "samples", "alt_svc_h3")
 
     transfer_id: str = columns(
         column("", "identifier of the transfer (joins samples.csv, tcpinfo.csv)"))
@@ -420,6 +420,10 @@ class Transfer(Record):
     server_upload: dict | None | Absent = optional()  # up: the server's own answer
     transport: str | Absent = columns(  # quic; TCP's have no key
         column("", _TRANSPORT, read=_transport), default=ABSENT)
+    alt_svc_h3: bool | None | Absent = columns(  # a download over TCP: its answer's Alt-Svc
+        column("bool", "the server offered HTTP/3 in its answer (an Alt-Svc header naming h3); "
+               "empty without an answer, over QUIC, for uploads and in older files: a server "
+               "that does not offer it need not answer QUIC at all"), default=ABSENT)
 
 
 def network_event(operation: str, t: float, *, t0: float | None = None, proto: str = "tcp",

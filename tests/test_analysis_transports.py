@@ -74,6 +74,35 @@ def test_quic_blocked_while_tcp_works() -> None:
     assert quic.across_transports == "QUIC blocked, TCP not (7,900 kbit/s)"
 
 
+@pytest.mark.parametrize(("offered", "verdict"), [(True, "blocked"), (False, "inconclusive"),
+                                                  (None, "blocked")])
+def test_a_failed_quic_fetch_is_a_block_only_where_the_server_offered_http3(
+        offered: bool | None, verdict: str) -> None:
+    """Many servers never answer QUIC: without an Alt-Svc h3 in the target's own TCP
+    answers, its failed QUIC handshake says nothing (unknown, as in older files: as before)."""
+    reps = _run(tcp=7_900.0, quic=None, quic_stage="tls-reset")
+    for r in reps:
+        if r.target == "tw" and r.experiment == "target":
+            r.offers_h3 = offered
+    quic = _rows(reps)[("tw", "target-h3")]
+    assert quic.verdict == verdict, quic.explanation
+    assert ("did not offer HTTP/3" in quic.explanation) == (offered is False)
+
+
+@pytest.mark.parametrize(("headers", "offers"), [
+    ([["alt-svc", 'h3=":443"; ma=86400']], True),
+    ([["alt-svc", 'h2=":443", h3-29=":8443"; ma=3600']], True),
+    ([["Alt-Svc", 'H3=":443"']], True),
+    ([["alt-svc", 'h2=":443"; ma=60'], ["server", "h3=:443"]], False),
+    ([["alt-svc", "clear"]], False),
+    ([], False),
+])
+def test_an_http3_offer_is_read_off_alt_svc(headers: list[list[str]], offers: bool) -> None:
+    from probe.measure.transfer import offers_h3
+
+    assert offers_h3(headers) is offers
+
+
 def test_no_line_when_both_transports_agree() -> None:
     rows = _rows(_run(tcp=7_900.0, quic=2_900.0))
     assert rows[("tw", "target-h3")].verdict == "ok"

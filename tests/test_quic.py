@@ -291,6 +291,9 @@ def test_run_http3_adds_a_quic_measurement_per_https_target(world, served, tmp_p
     assert all(int(t["bytes"]) == 200_000 and t["failure"] == "" for t in over_quic)
     assert all(float(t["goodput_kbps"]) > 0 for t in over_quic)
     assert {t["transport"] for t in transfers if t["experiment"] == "target"} == {"tcp"}
+    # probe serve offers HTTP/3 in its TCP answers (Alt-Svc); QUIC answers have no such cell
+    assert {t["alt_svc_h3"] for t in transfers if t["experiment"] == "target"} == {"true"}
+    assert {t["alt_svc_h3"] for t in over_quic} == {""}
     tls = read_csv(folder, "tls.csv")
     assert sorted(r["transport"] for r in tls) == ["quic", "quic", "tcp", "tcp"]
     assert {r["alpn"] for r in tls if r["transport"] == "quic"} == {"h3"}

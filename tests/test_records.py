@@ -97,7 +97,7 @@ PUBLISHED = {
     "transfers.csv": ["transfer_id", "url", "host", "sni", "address", "port", "transport",
                       "direction", "method", "status_code", "bytes", "wire_bytes", "duration_s",
                       "ttfb_ms", "goodput_kbps", "stopped_by", "failure", "connection_reused",
-                      "rtt_ms", "retransmits", "samples"],
+                      "rtt_ms", "retransmits", "samples", "alt_svc_h3"],
 }
 ENVELOPE = ["run_id", "measurement_id", "measurement_start_time", "repetition", "target",
             "family", "kind", "experiment"]

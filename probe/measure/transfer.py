@@ -34,8 +34,10 @@ from .netbackend import HandshakeStrategy, MeasuredConnectError, ProbeBackend, P
 
 KEY_HEADERS = (
     "content-type", "content-length", "content-range", "server", "via",
-    "x-cache", "age", "cache-control", "location",
+    "x-cache", "age", "cache-control", "location", "alt-svc",
 )
+# An Alt-Svc entry offering HTTP/3 (RFC 9114; drafts as h3-29): `h3=":443"; ma=86400`.
+_H3_OFFER = re.compile(r'(?:^|,)\s*h3(?:-\d+)?\s*=', re.IGNORECASE)
 _BY_DATA = ("complete", "max_bytes")  # transfers whose span ends at their last byte
 TLS_RECORD = 16_384  # largest TLS plaintext record
 TLS_OVERHEAD = 29  # per record: 5 header bytes + AEAD nonce and tag (TLS 1.2 GCM; 1.3: 22)
@@ -422,6 +424,7 @@ class Session:
             connection_reused=(
                 self.backend.connections_opened == opened_before and progress.started is not None
             ),
+            alt_svc_h3=None if reply.status is None else offers_h3(reply.headers),
         ).as_dict()
         self.keys.transfers.append(record)
         return record
@@ -609,3 +612,8 @@ def _wire_bytes(start: dict[str, int], end: dict[str, int] | None) -> int | None
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+
+
+def offers_h3(headers: list[list[str]]) -> bool:
+    """Whether a response's Alt-Svc headers offer HTTP/3 (the server would answer QUIC)."""
+    return any(k.lower() == "alt-svc" and _H3_OFFER.search(v) for k, v in headers)
