@@ -199,6 +199,9 @@ class StoredResults(Results):
                 df[c.name] = df[c.name].astype("string")
             elif c.kind == "number":
                 df[c.name] = pd.to_numeric(df[c.name]).astype("float64")
+            elif c.kind == "bool" and df[c.name].isna().any():
+                # as read from a CSV: True/False objects, NaN where the cell is empty
+                df[c.name] = df[c.name].astype(object).where(df[c.name].notna(), np.nan)
         return df
 
     @cached_property
