@@ -67,4 +67,10 @@ def check(target: Target, ctx: MeasureContext) -> Checked:
         return Checked(target, None, status, size, False,
                        f"only {size} bytes: a placeholder, not the {target.kind}")
     what = "a redirect, which is what it measures" if 300 <= status < 400 else "the object"
+    offered = any(t.get("alt_svc_h3") for t in transfers)
+    if target.http3 and not offered:
+        what += ("; no HTTP/3 offer (Alt-Svc) over TCP: its QUIC fetch (http3 = true) will "
+                 "read inconclusive")
+    elif offered:
+        what += "; offers HTTP/3"
     return Checked(target, None, status, size, True, f"usable: {what}")

@@ -37,7 +37,7 @@ def targets() -> None:
                    "Default: every pack, the lab's too.")
 def list_(pack_names: tuple[str, ...]) -> None:
     """Show each pack: its service, files, the names its `sni` experiment adds, and per
-    target its family, kind, host and control (pair)."""
+    target its family, kind, host and control (pair); `h3`: also fetched over HTTP/3."""
     chosen = _packs(pack_names) if pack_names else packs.shipped()
     for pack in chosen:
         loaded = _load(pack)
@@ -49,7 +49,8 @@ def list_(pack_names: tuple[str, ...]) -> None:
         width = max(len(t.name) for t in loaded) if loaded else 0
         for t in loaded:
             pair = f"  vs {t.pair}" if t.pair else ""
-            click.echo(f"  {t.name:<{width}}  {t.family:<11} {t.kind:<6} {t.host}{pair}")
+            h3 = " h3" if t.http3 else "   "
+            click.echo(f"  {t.name:<{width}}  {t.family:<11} {t.kind:<6}{h3} {t.host}{pair}")
 
 
 @targets.command("check")

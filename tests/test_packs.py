@@ -140,6 +140,8 @@ def test_targets_list_shows_packs_targets_and_names() -> None:
     line = next(x for x in res.output.splitlines() if "yt-image-thumb-zoo" in x)
     assert line.split() == ["yt-image-thumb-zoo", "youtube", "image", "i.ytimg.com", "vs",
                             "yt-control-image-thumb"]
+    line = next(x for x in res.output.splitlines() if "yt-image-maxres-rick" in x)
+    assert line.split()[:4] == ["yt-image-maxres-rick", "youtube", "image", "h3"]
     res = CliRunner().invoke(main, ["targets", "list", "--pack", "nope"])
     assert res.exit_code == 2 and "unknown pack 'nope'" in res.output
 
@@ -155,6 +157,7 @@ url = "https://pbs.twimg.com:PORT/bytes/200000"
 family = "twitter"
 kind = "image"
 pair = "ctl"
+http3 = true
 
 [[target]]
 name = "tiny"
@@ -197,6 +200,8 @@ def test_targets_check_says_what_answered(world: dict) -> None:
     alive = lines["alive"].split()
     assert alive[:4] == ["ok", "alive", "HTTP", "200"] and alive[5] == "B", res.output
     assert 65_536 <= int(alive[4]) <= 200_000, res.output
+    # this origin offers no HTTP/3 (no Alt-Svc): the QUIC fetch http3 = true asks for is moot
+    assert "no HTTP/3 offer" in lines["alive"] and "HTTP/3" not in lines["ctl"]
     assert lines["ctl"].split()[:4] == ["ok", "ctl", "HTTP", "200"]
     assert "DEAD tiny  HTTP 200  300 B" in lines["tiny"] and "placeholder" in lines["tiny"]
     assert "DEAD gone  HTTP 404" in lines["gone"]
