@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,15 +124,19 @@ def line(what: str, step: Step, extra: str = "", target: str | None = None) -> N
           + (f"  (target at 100,000 runs: {target})" if target else ""), flush=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=RUNS, help="run folders to make")
+def parser(doc: str, runs: int) -> argparse.ArgumentParser:
+    """The options both dataset benchmarks take: how many runs, copied from where."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=runs, help="run folders to make")
     ap.add_argument("--source", type=Path, help="folder of real run folders to copy")
-    ap.add_argument("--batch-runs", type=int, default=None,
-                    help="ingest batch size (default: N/8 up to 200, so the kill is midway)")
     ap.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
-    args = ap.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="dataset-scale-"))
+    return ap
+
+
+def in_workspace(args: argparse.Namespace, prefix: str,
+                 run: Callable[[argparse.Namespace, Path], None]) -> None:
+    """`run(args, work)` in --keep's folder, or in a temporary one removed afterwards."""
+    work = args.keep or Path(tempfile.mkdtemp(prefix=prefix))
     try:
         run(args, work)
     finally:
@@ -139,11 +144,25 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, work: Path) -> None:
+def make_runs(args: argparse.Namespace, work: Path) -> list[Path]:
+    """--runs copies of --source's run folders (default: the synthetic campaign) in
+    work/runs; returns the sources."""
     source = args.source or write_campaign(work / "source", damaged=False)
     sources = sorted(p for p in source.iterdir() if (p / "run.json").is_file())
-    t = time.perf_counter()
     copy_runs(sources, work / "runs", args.runs)
+    return sources
+
+
+def main() -> None:
+    ap = parser(__doc__, RUNS)
+    ap.add_argument("--batch-runs", type=int, default=None,
+                    help="ingest batch size (default: N/8 up to 200, so the kill is midway)")
+    in_workspace(ap.parse_args(), "dataset-scale-", run)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    t = time.perf_counter()
+    sources = make_runs(args, work)
     size = sum(p.stat().st_size for p in (work / "runs").rglob("*") if p.is_file()) / 1e6
     print(f"{args.runs} run folders ({len(sources)} sources copied), {size:.0f} MB, made in "
           f"{time.perf_counter() - t:.0f} s", flush=True)

@@ -13,39 +13,24 @@ only wait for each other).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.dataset_scale import analyze, copy_runs  # noqa: E402
-from tests.fixtures_campaign import write_campaign  # noqa: E402
+from bench.dataset_scale import analyze, in_workspace, make_runs, parser  # noqa: E402
 
 RUNS = 400  # a few batches per worker, small enough for `make bench`
 BATCH_RUNS = 100  # batches of the size a real ingest uses (200), halved so two workers share evenly
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=RUNS, help="run folders to make")
-    ap.add_argument("--source", type=Path, help="folder of real run folders to copy")
-    ap.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
-    args = ap.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ingest-workers-"))
-    try:
-        run(args, work)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
+    in_workspace(parser(__doc__, RUNS).parse_args(), "ingest-workers-", run)
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    source = args.source or write_campaign(work / "source", damaged=False)
-    sources = sorted(p for p in source.iterdir() if (p / "run.json").is_file())
-    copy_runs(sources, work / "runs", args.runs)
+    make_runs(args, work)
     runs = str(work / "runs")
     rates, answers = {}, {}
     for name, extra in (("this process", []), ("1 worker", ["--workers", "1"]),
