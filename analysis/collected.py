@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from probe.results import csvs, identity, jsonl
-from probe.results.jsonl import MAX_LINE_BYTES, OnSkip, Skip
+from probe.results.jsonl import OnSkip, Skip
 
 from .store.layout import is_dataset
 
@@ -70,32 +70,17 @@ def preferred(path: Path) -> Path:
 def lines(path: Path, on_skip: OnSkip) -> Iterator[tuple[int, str]]:
     """Each non-blank line of a gzip JSONL file with its number, as `jsonl.lines` reads a
     plain one; a file cut short or not gzip ends with a skip naming where."""
-    lineno = 0
+    read = [0]
     try:
         with gzip.open(path, "rb") as f:
-            while raw := f.readline(MAX_LINE_BYTES + 1):
-                lineno += 1
-                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                    while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
-                        pass
-                    on_skip(Skip(path, lineno, f"line longer than {MAX_LINE_BYTES} bytes"))
-                    continue
-                text = raw.decode("utf-8", errors="replace")
-                if text.strip():
-                    yield lineno, text
+            yield from jsonl.read_lines(f, path, on_skip, read)
     except (OSError, EOFError, zlib.error) as exc:
-        on_skip(Skip(path, lineno + 1, f"not a whole gzip file ({exc})"))
+        on_skip(Skip(path, read[0] + 1, f"not a whole gzip file ({exc})"))
 
 
 def measurements(path: Path, on_skip: OnSkip) -> Iterator[dict]:
     """The measurements of an archive file that can be flattened (`csvs.measurements`)."""
-    for lineno, text in lines(path, on_skip):
-        m = jsonl.parse(text)
-        why = m if isinstance(m, str) else csvs.problem(m)
-        if why is None:
-            yield m
-        else:
-            on_skip(Skip(path, lineno, why))
+    return csvs.measurements(path, on_skip, lines)
 
 
 def run_info(path: Path, on_skip: OnSkip) -> dict:

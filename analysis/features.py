@@ -51,13 +51,6 @@ class _Rep:
     offers_h3: bool | None = None  # its main transfer's answer offered HTTP/3 (Alt-Svc)
 
 
-def _flag(cell: object) -> bool | None:
-    """A bool column's cell (True, "true", ...), None when empty or missing."""
-    if cell is None or (not isinstance(cell, str) and pd.isna(cell)):
-        return None
-    return cell is True or str(cell).lower() == "true"
-
-
 def _rows_of(table: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
     """measurement_id -> its rows of `table` (None if it has none), found by index."""
     where = table.groupby("measurement_id", sort=False).indices if len(table) else {}
@@ -168,7 +161,8 @@ def _reps(r: Results) -> list[_Rep]:
             rep.stage = _stage(m, dns(mid), tcp(mid), tls(mid), rep.transport == "quic")
         if main is not None and not pd.isna(main["status_code"]):
             rep.status = int(main["status_code"])
-            rep.offers_h3 = _flag(main.get("alt_svc_h3"))
+            rep.offers_h3 = or_none(main.get("alt_svc_h3"),
+                                    lambda cell: cell is True or str(cell).lower() == "true")
         if main is not None and main["bytes"] >= MIN_BYTES:
             s = samples.get(main["transfer_id"])
             _rate_into(rep, main, s, tcpinfo.get(main["transfer_id"], []))

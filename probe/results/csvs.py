@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from . import identity, jsonl
@@ -127,10 +127,12 @@ def _fits(kind: str, value: object) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
-def measurements(path: Path, on_skip: jsonl.OnSkip = jsonl.warn) -> Iterator[dict]:
-    """The measurements of a JSONL file that can be flattened; the others are reported to
-    `on_skip` with their line and left out."""
-    for lineno, text in jsonl.lines(path, on_skip):
+def measurements(path: Path, on_skip: jsonl.OnSkip = jsonl.warn,
+                 lines: Callable[[Path, jsonl.OnSkip], Iterator[tuple[int, str]]] = jsonl.lines
+                 ) -> Iterator[dict]:
+    """The measurements of a JSONL file (read by `lines`: a gzip one too) that can be
+    flattened; the others are reported to `on_skip` with their line and left out."""
+    for lineno, text in lines(path, on_skip):
         m = jsonl.parse(text)
         why = m if isinstance(m, str) else problem(m)
         if why is None:

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 # The longest measurement line read. The default caps (512 KiB, 10 s per object) write
 # lines of about 100 KB; a 600 s transfer sampled every read stays under a few MB.
@@ -75,17 +75,26 @@ def lines(path: Path, on_skip: OnSkip = warn) -> Iterator[tuple[int, str]]:
     """Each non-blank line of a file with its number; a line longer than MAX_LINE_BYTES is
     skipped, read in pieces and dropped, so memory stays bounded by the limit."""
     with open(path, "rb") as f:
-        lineno = 0
-        while raw := f.readline(MAX_LINE_BYTES + 1):
-            lineno += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
-                    pass
-                on_skip(Skip(Path(path), lineno, f"line longer than {MAX_LINE_BYTES} bytes"))
-                continue
-            text = raw.decode("utf-8", errors="replace")
-            if text.strip():
-                yield lineno, text
+        yield from read_lines(f, Path(path), on_skip)
+
+
+def read_lines(f: BinaryIO, path: Path, on_skip: OnSkip,
+               counted: list[int] | None = None) -> Iterator[tuple[int, str]]:
+    """`lines` of an open binary stream (a plain or a gzip file) that `path` names in
+    skips; `counted`, if given, holds the number of lines read so far."""
+    lineno = 0
+    while raw := f.readline(MAX_LINE_BYTES + 1):
+        lineno += 1
+        if counted is not None:
+            counted[:] = [lineno]
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            on_skip(Skip(path, lineno, f"line longer than {MAX_LINE_BYTES} bytes"))
+            continue
+        text = raw.decode("utf-8", errors="replace")
+        if text.strip():
+            yield lineno, text
 
 
 def parse(text: str) -> dict | str:
