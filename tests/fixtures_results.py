@@ -378,6 +378,18 @@ POLICED = Path_("policed", rate_kbps=140, rtt_ms=40, burst_bytes=16_000)
 SHAPED = Path_("shaped", rate_kbps=140, rtt_ms=40, buffer_pkts=60)
 
 
+def policed_tcp_fast_quic() -> list[Spec]:
+    """A Twitter target policed over TCP and fast over QUIC (HTTP/3), its control fetched
+    both ways."""
+    quic_ok = Path_("clean", rate_kbps=3_000, rtt_ms=40, buffer_pkts=40)
+    return [Spec("tw", "twitter", "image", "pbs.twimg.com", POLICED, pair="ctl"),
+            Spec("ctl", "control", "image", "ctl.test", FAST),
+            Spec("tw", "twitter", "image", "pbs.twimg.com", quic_ok, pair="ctl",
+                 experiment="target-h3", transport="quic"),
+            Spec("ctl", "control", "image", "ctl.test", quic_ok, experiment="target-h3",
+                 transport="quic")]
+
+
 def congested(rate_kbps: float = 1500, rtt_ms: float = 60) -> Path_:
     """A busy shared link: capacity wanders around `rate_kbps`, 0.5 % random loss."""
     return Path_("congested", rate_kbps=rate_kbps, rtt_ms=rtt_ms, buffer_pkts=40,

@@ -13,7 +13,11 @@ import pytest
 from analysis.features import _Rep, _stage
 from analysis.transports import across_lines
 from analysis.verdicts import FIELDS, Verdict, run_verdicts, verdicts
-from tests.fixtures_results import FAST, POLICED, Path_, RunSpec, Spec, write_run
+from tests.fixtures_results import (
+    RunSpec,
+    policed_tcp_fast_quic,
+    write_run,
+)
 
 pytestmark = pytest.mark.timeout(120)
 PAIRS = {"tw": "ctl"}
@@ -193,14 +197,7 @@ def test_a_failed_quic_handshake_is_no_dns_failure() -> None:
 def quic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder: a Twitter target policed over TCP and fast over QUIC, its control
     fetched both ways."""
-    quic_ok = Path_("clean", rate_kbps=3_000, rtt_ms=40, buffer_pkts=40)
-    specs = [Spec("tw", "twitter", "image", "pbs.twimg.com", POLICED, pair="ctl"),
-             Spec("ctl", "control", "image", "ctl.test", FAST),
-             Spec("tw", "twitter", "image", "pbs.twimg.com", quic_ok, pair="ctl",
-                  experiment="target-h3", transport="quic"),
-             Spec("ctl", "control", "image", "ctl.test", quic_ok, experiment="target-h3",
-                  transport="quic")]
-    return write_run(tmp_path_factory.mktemp("quic-run"), RunSpec(specs))
+    return write_run(tmp_path_factory.mktemp("quic-run"), RunSpec(policed_tcp_fast_quic()))
 
 
 def test_run_folders_give_the_transport_column_and_the_line(quic_run: Path) -> None:

@@ -246,17 +246,10 @@ def test_a_run_s_report_from_the_dataset_is_its_folder_s(runs: Path, dataset: Pa
 def test_the_transport_columns_survive_the_dataset(tmp_path: Path) -> None:
     """A run with HTTP/3 fetches: its verdict rows' transport, QUIC/TCP ratio and line
     across transports come back from the dataset as they were judged."""
-    from tests.fixtures_results import FAST, POLICED, Path_, RunSpec, Spec, write_run
+    from tests.fixtures_results import RunSpec, policed_tcp_fast_quic, write_run
 
-    quic_ok = Path_("clean", rate_kbps=3_000, rtt_ms=40, buffer_pkts=40)
-    specs = [Spec("tw", "twitter", "image", "pbs.twimg.com", POLICED, pair="ctl"),
-             Spec("ctl", "control", "image", "ctl.test", FAST),
-             Spec("tw", "twitter", "image", "pbs.twimg.com", quic_ok, pair="ctl",
-                  experiment="target-h3", transport="quic"),
-             Spec("ctl", "control", "image", "ctl.test", quic_ok, experiment="target-h3",
-                  transport="quic")]
     runs = tmp_path / "runs"
-    write_run(runs, RunSpec(specs))
+    write_run(runs, RunSpec(policed_tcp_fast_quic()))
     ingest([runs], tmp_path / "ds")
     from_folders = _json("verdicts", str(runs))
     from_dataset = _json("verdicts", str(tmp_path / "ds"))
